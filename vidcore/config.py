@@ -1,0 +1,57 @@
+"""Frozen-dataclass configs shared by every vidcore model: dict round trip, unknown keys refused."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, TypeVar
+
+C = TypeVar("C", bound="ConfigMixin")
+
+
+class ConfigMixin:
+    """Mixin for frozen dataclass configs.
+
+    Subclasses are ``@dataclass(frozen=True)`` and validate themselves in ``__post_init__``.
+    Tuples are stored as tuples and written to JSON as lists.
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+        if not isinstance(data, dict):
+            raise TypeError(f"{cls.__name__}.from_dict expects a dict, got {type(data).__name__}")
+        names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys {unknown}; known keys are {sorted(names)}")
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls: type[C], text: str) -> C:
+        return cls.from_dict(json.loads(text))
+
+    def replace(self: C, **changes: Any) -> C:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+def check_positive(name: str, value: int | float) -> None:
+    """Raise ValueError unless ``value`` is a positive number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"{name}={value!r} must be a positive number")
+
+
+def check_choice(name: str, value: Any, choices: tuple | list) -> None:
+    """Raise ValueError unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} must be one of {list(choices)}")

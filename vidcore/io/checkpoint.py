@@ -1,0 +1,132 @@
+"""Checkpoints: safetensors with the model config (and kind) in the metadata. Nothing is unpickled."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+METADATA_CONFIG = "vidcore_config"
+METADATA_KIND = "vidcore_kind"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint does not match the model it is loaded into."""
+
+
+def atomic_target(path: str | os.PathLike, overwrite: bool) -> Path:
+    """Validate an output path: its folder must exist; an existing file is refused unless ``overwrite``."""
+    path = Path(path)
+    if not path.parent.exists():
+        raise FileNotFoundError(f"output folder {str(path.parent)!r} does not exist")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{str(path)!r} already exists; pass overwrite=True to replace it")
+    return path
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    config: Any,
+    kind: str,
+    extra_metadata: dict[str, str] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``model``'s state dict to safetensors, with ``config.to_json()`` and ``kind`` in the metadata.
+
+    The file is written to a temporary name in the same folder and renamed into place.
+    """
+    path = atomic_target(path, overwrite)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    metadata = {METADATA_CONFIG: config.to_json(), METADATA_KIND: kind}
+    if extra_metadata:
+        metadata.update({str(k): str(v) for k, v in extra_metadata.items()})
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """Return a safetensors file's metadata (empty dict when it has none)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    if path.suffix not in (".safetensors", ".sft"):
+        raise ValueError(f"checkpoint {str(path)!r} must be a .safetensors file (nothing is unpickled)")
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def read_config(path: str | os.PathLike, expected_kind: str | None = None) -> tuple[str, dict[str, Any]]:
+    """Return ``(kind, config dict)`` stored in a vidcore checkpoint."""
+    meta = read_metadata(path)
+    if METADATA_CONFIG not in meta:
+        raise CheckpointError(f"{str(path)!r} has no {METADATA_CONFIG!r} metadata: not a vidcore checkpoint")
+    kind = meta.get(METADATA_KIND, "")
+    if expected_kind is not None and kind != expected_kind:
+        raise CheckpointError(f"{str(path)!r} holds a {kind!r} model, expected {expected_kind!r}")
+    return kind, json.loads(meta[METADATA_CONFIG])
+
+
+def load_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Read every tensor of a safetensors file onto ``device``."""
+    read_metadata(path)  # existence and suffix checks
+    out: dict[str, torch.Tensor] = {}
+    with safe_open(str(path), framework="pt", device=str(device)) as f:
+        for key in f.keys():
+            out[key] = f.get_tensor(key)
+    return out
+
+
+def load_into(
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    dtype: torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    source: str = "checkpoint",
+) -> nn.Module:
+    """Load ``state`` into ``model`` (possibly on ``meta``) with ``assign=True``.
+
+    Missing, unexpected and mis-shaped keys raise :class:`CheckpointError` listing them all.
+    Floating tensors are cast to ``dtype`` when given.
+    """
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    misshaped = sorted(
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(expected) & set(state)
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    )
+    if missing or unexpected or misshaped:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected}")
+        if misshaped:
+            parts.append(f"mis-shaped keys {misshaped}")
+        raise CheckpointError(f"{source} does not fit {type(model).__name__}: " + "; ".join(parts))
+    converted = {}
+    for k, v in state.items():
+        if dtype is not None and v.is_floating_point():
+            v = v.to(dtype)
+        if device is not None:
+            v = v.to(device)
+        converted[k] = v
+    model.load_state_dict(converted, strict=True, assign=True)
+    return model
