@@ -1,0 +1,173 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from vidcore.models.dit import DiTConfig, SpacetimeDiT
+from vidcore.models.vae import CausalVAE3D, VAEConfig
+from vidcore.pipeline import PipelineConfig, load_pipeline, split_steps
+
+from ._tiny_hf import make_bert_folder
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _randomize(model, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    return model
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tinymodel")
+    text = make_bert_folder(root / "text")
+    from vidcore.text import load_text_encoder
+
+    dim = load_text_encoder(str(text)).dim
+    vae = CausalVAE3D(
+        VAEConfig(
+            spatial_compression=4,
+            temporal_compression=4,
+            patch_size=4,
+            base_channels=8,
+            channel_multipliers=(1, 1, 1),
+            latent_channels=4,
+        )
+    )
+    dit = SpacetimeDiT(
+        DiTConfig(in_channels=4, out_channels=4, width=16, depth=1, heads=2, text_dim=dim, patch_s=1)
+    )
+    _randomize(dit, 1).save(root / "dit.safetensors")
+    _randomize(vae, 2).save(root / "vae.safetensors")
+    cfg = PipelineConfig(
+        name="test", text_encoder=str(text), num_frames=5, height=16, width=16, steps=4, guidance=3.0, fps=4.0
+    )
+    (root / "pipeline.json").write_text(json.dumps(cfg.to_dict()))
+    return root
+
+
+@pytest.fixture(scope="module")
+def pipe(model_dir):
+    return load_pipeline(model_dir)
+
+
+def test_generate_shape_range_and_determinism(pipe):
+    a = pipe.generate("a red circle moving right", seed=3)
+    assert a.shape == (5, 16, 16, 3) and a.dtype == torch.float32
+    assert 0.0 <= float(a.min()) and float(a.max()) <= 1.0
+    b = pipe.generate("a red circle moving right", seed=3)
+    assert torch.equal(a, b)
+    c = pipe.generate("a red circle moving right", seed=4)
+    assert not torch.equal(a, c)
+    d = pipe.generate("a blue square moving left", seed=3)
+    assert not torch.equal(a, d)  # the prompt reaches the model
+
+
+def test_guidance_one_is_the_conditional_branch_only(pipe):
+    calls = []
+    orig = pipe.dit.forward
+
+    def counting(x, *a, **k):
+        calls.append(x.shape[0])
+        return orig(x, *a, **k)
+
+    pipe.dit.forward = counting
+    try:
+        pipe.generate("a", guidance=1.0, steps=3)
+        assert calls == [1, 1, 1]
+        calls.clear()
+        pipe.generate("a", guidance=4.0, steps=3)
+        assert calls == [2, 2, 2]  # cond and uncond batched in one forward
+    finally:
+        del pipe.dit.forward
+
+
+def test_empty_prompt_is_unconditional_and_allowed(pipe):
+    frames = pipe.generate("", seed=0)
+    assert frames.shape == (5, 16, 16, 3)
+
+
+def test_pyramidal_and_other_samplers_run(pipe):
+    steps = []
+    frames = pipe.generate("x", schedule="pyramidal", steps=6, height=16, width=16, callback=steps.append)
+    assert frames.shape == (5, 16, 16, 3)
+    assert [s["stage"] for s in steps] == [0, 0, 1, 1, 2, 2]
+    assert split_steps(20, 3) == [7, 7, 6]
+    for sampler in ("heun", "euler_ancestral"):
+        assert pipe.generate("x", sampler=sampler, steps=2).shape == (5, 16, 16, 3)
+
+
+def test_video_to_video_keeps_more_of_the_input_at_low_denoise(pipe):
+    init = pipe.generate("source", seed=1)
+    near = pipe.generate("other", seed=2, init_frames=init, denoise=0.2, steps=4)
+    far = pipe.generate("other", seed=2, init_frames=init, denoise=1.0, steps=4)
+    assert (near - init).abs().mean() < (far - init).abs().mean()
+
+
+def test_bad_sizes_and_names_are_clear_errors(pipe):
+    with pytest.raises(ValueError, match="num_frames=6 must be 1 \\+ 4k for this VAE"):
+        pipe.generate("x", num_frames=6)
+    with pytest.raises(ValueError, match="height=18 must be a positive multiple of 4"):
+        pipe.generate("x", height=18)
+    with pytest.raises(
+        ValueError, match="height=20 must be a multiple of 16 for this model \\(3 pyramid stages\\)"
+    ):
+        pipe.generate("x", height=20, schedule="pyramidal")
+    with pytest.raises(ValueError, match="unknown model 'nope'; available built-in models"):
+        load_pipeline("nope")
+    with pytest.raises(ValueError, match="schedule='zigzag' must be one of"):
+        pipe.generate("x", schedule="zigzag")
+    with pytest.raises(ValueError, match="guidance=0.5 must be >= 1"):
+        pipe.generate("x", guidance=0.5)
+    with pytest.raises(TypeError, match="prompt and negative_prompt must be strings"):
+        pipe.generate(None)
+
+
+def test_nan_from_the_denoiser_stops_sampling(pipe):
+    orig = pipe.dit.forward
+    pipe.dit.forward = lambda x, *a, **k: torch.full_like(x, float("nan"))
+    try:
+        with pytest.raises(FloatingPointError, match="NaN at step 0"):
+            pipe.generate("x")
+    finally:
+        pipe.dit.forward = orig
+        del pipe.dit.forward
+
+
+def test_cli_generate_writes_file_and_refuses_overwrite(model_dir, tmp_path):
+    out = tmp_path / "clip.mp4"
+    cmd = [
+        sys.executable,
+        "-m",
+        "vidcore.cli",
+        "generate",
+        "a red circle",
+        "-o",
+        str(out),
+        "--model",
+        str(model_dir),
+        "--steps",
+        "2",
+        "--seed",
+        "1",
+    ]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == str(out) and out.stat().st_size > 0
+    from vidcore.io.video import read_video
+
+    frames, fps = read_video(out)
+    assert frames.shape == (5, 16, 16, 3) and fps == 4.0
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode != 0 and "exists; pass --overwrite" in res.stderr
+    missing = [*cmd[:6], str(tmp_path / "nope" / "x.mp4"), *cmd[7:]]
+    res = subprocess.run(missing, cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode != 0 and "does not exist" in res.stderr
+    assert not (tmp_path / "nope").exists()

@@ -1,0 +1,190 @@
+"""The ``vidcore`` command: generate, score, caption, train and eval."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+FORMATS = ("mp4", "webm", "gif", "webp")
+
+EPILOG = """examples:
+  vidcore generate "a red circle moving right" -o out.mp4
+  vidcore generate "a blue square sliding up" -o up.gif --steps 20 --guidance 4 --seed 3
+  vidcore generate "green triangle drifting left" -o left.mp4 --schedule pyramidal
+  vidcore score out.mp4 --prompt "a red circle moving right" --clip /models/clip-vit-base-patch32
+  vidcore caption clip.mp4 --model /models/SmolVLM2-256M-Video-Instruct --as-prompt
+  vidcore train vae --config tiny_vae
+  vidcore eval shapes --model tiny
+"""
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "generate",
+        help="text -> video with a vidcore model (the built-in `tiny` by default)",
+        description="Generate a video from a text prompt, offline. Unset options take the model's defaults.",
+    )
+    p.add_argument("prompt", help="what the video should show; an empty string generates unconditionally")
+    p.add_argument("-o", "--output", required=True, help="output file (.mp4, .webm, .gif or .webp)")
+    p.add_argument("--model", default="tiny", help="built-in model name or model folder (default: tiny)")
+    p.add_argument("--negative", default="", help="negative prompt (the CFG unconditional branch)")
+    p.add_argument("--frames", type=int, default=None, help="number of frames (1 + 4k for the tiny VAE)")
+    p.add_argument("--height", type=int, default=None, help="frame height in pixels")
+    p.add_argument("--width", type=int, default=None, help="frame width in pixels")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps")
+    p.add_argument("--guidance", type=float, default=None, help="CFG scale g (1 = off)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same machine -> same video)")
+    p.add_argument("--schedule", choices=("flow", "pyramidal"), default=None, help="sigma schedule")
+    p.add_argument("--shift", type=float, default=None, help="timestep shift of the flow schedule")
+    p.add_argument("--sampler", choices=("euler", "heun", "euler_ancestral"), default=None)
+    p.add_argument("--fps", type=float, default=None, help="frames per second of the written file")
+    p.add_argument("--format", choices=FORMATS, default=None, help="container (default: from the suffix)")
+    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=_run_generate)
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from .io.video import write_video
+    from .pipeline import load_pipeline
+
+    out = Path(args.output)
+    fmt = args.format or out.suffix.lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise SystemExit(f"vidcore generate: cannot tell the format of {str(out)!r}; use --format {FORMATS}")
+    if not out.parent.exists():
+        raise SystemExit(f"vidcore generate: output folder {str(out.parent)!r} does not exist")
+    if out.exists() and not args.overwrite:
+        raise SystemExit(f"vidcore generate: {str(out)!r} exists; pass --overwrite to replace it")
+    pipe = load_pipeline(args.model, device=args.device)
+    frames = pipe.generate(
+        args.prompt,
+        negative_prompt=args.negative,
+        num_frames=args.frames,
+        height=args.height,
+        width=args.width,
+        steps=args.steps,
+        guidance=args.guidance,
+        seed=args.seed,
+        schedule=args.schedule,
+        shift=args.shift,
+        sampler=args.sampler,
+        progress=True,
+    )
+    fps = args.fps if args.fps is not None else pipe.config.fps
+    path = write_video(out, frames, fps, format=fmt, overwrite=args.overwrite)
+    print(path)
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train the VAE or the DiT on procedural shape videos (resumable)",
+        description="Train a model from a JSON config (a path, or a shipped name: tiny_vae, tiny_dit). "
+        "Re-running the same command resumes from <out_dir>/state.safetensors.",
+    )
+    p.add_argument("what", choices=("vae", "dit"))
+    p.add_argument("--config", required=True, help="config file or shipped config name")
+    p.add_argument("--steps", type=int, default=None, help="override the total number of steps")
+    p.add_argument("--out-dir", default=None, help="override the run folder")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .train.trainer import load_train_config, train_dit, train_vae
+
+    overrides = {
+        k: v
+        for k, v in (("steps", args.steps), ("out_dir", args.out_dir), ("threads", args.threads))
+        if v is not None
+    }
+    cfg = load_train_config(args.config, overrides)
+    if cfg.kind != args.what:
+        raise SystemExit(f"vidcore train {args.what}: config {args.config!r} is a {cfg.kind!r} config")
+    path = (train_vae if cfg.kind == "vae" else train_dit)(cfg, log=lambda m: print(m, file=sys.stderr))
+    print(path)
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="measure colour / shape / direction accuracy of a model on held-out prompts",
+        description="Generate one video per held-out evaluation prompt and judge it with the deterministic "
+        "frame analyser. Prints a JSON report.",
+    )
+    p.add_argument("what", choices=("shapes",))
+    p.add_argument("--model", default="tiny")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--guidance", type=float, default=None)
+    p.add_argument("--schedule", choices=("flow", "pyramidal"), default=None)
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N prompts")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from .eval.run import evaluate_model
+
+    report = evaluate_model(
+        args.model,
+        steps=args.steps,
+        guidance=args.guidance,
+        schedule=args.schedule,
+        limit=args.limit,
+        seed=args.seed,
+        threads=args.threads,
+    )
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vidcore",
+        description="VidCore: text-to-video generation, scoring, captioning and training, offline.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_generate(sub)
+    try:
+        from .metrics.cli import add_score_arguments, run_score
+    except ImportError:  # metrics not available in this build
+        pass
+    else:
+        p = sub.add_parser("score", help="score a video: temporal consistency, flow, CLIP, FVD ...")
+        add_score_arguments(p)
+        p.set_defaults(func=run_score)
+    from .caption.cli import add_caption_arguments, run_caption
+
+    p = sub.add_parser(
+        "caption", help="caption a video with a local SmolVLM2 folder (optionally as a prompt)"
+    )
+    add_caption_arguments(p)
+    p.set_defaults(func=run_caption)
+    _add_train(sub)
+    _add_eval(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as e:
+        print(f"vidcore {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

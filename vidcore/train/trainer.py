@@ -1,0 +1,305 @@
+"""VAE and DiT training on procedural shape videos: AdamW, EMA, gradient clipping, resumable state,
+periodic samples, a progress bar with the loss. ``vidcore train {vae,dit} --config FILE``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import ConfigMixin, check_choice, check_positive
+from ..models.dit import DiTConfig, SpacetimeDiT
+from ..models.vae import CausalVAE3D, VAEConfig
+from ..sampling.flow import add_noise, velocity_target
+from ..sampling.pyramidal import latent_pyramid
+from .data import ShapeVideoDataset
+from .state import EMA, load_training_state, save_training_state
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+STATE_FILE = "state.safetensors"
+
+
+@dataclass(frozen=True)
+class TrainConfig(ConfigMixin):
+    """One training run. ``model`` is the VAEConfig / DiTConfig dict of the model being trained."""
+
+    kind: str
+    out_dir: str
+    steps: int
+    batch_size: int
+    model: dict = field(default_factory=dict)
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    seed: int = 0
+    threads: int = 2
+    log_every: int = 10
+    ckpt_every: int = 200
+    sample_every: int = 1000
+    num_frames: int = 17
+    height: int = 64
+    width: int = 64
+    # VAE loss: foreground-weighted L1 + L2, spatial-gradient (edge) L1, KL.
+    fg_weight: float = 10.0
+    edge_weight: float = 1.0
+    kl_weight: float = 1e-6
+    # DiT: frozen VAE checkpoint, text encoder, caption dropout (for CFG), low-resolution (pyramid) share.
+    vae: str = ""
+    text_encoder: str = "minilm"
+    caption_dropout: float = 0.1
+    lowres_prob: float = 0.25
+    pyramid_levels: int = 3
+    latent_cache: int = 4096
+
+    def __post_init__(self) -> None:
+        check_choice("TrainConfig.kind", self.kind, ("vae", "dit"))
+        for name in ("steps", "batch_size", "lr", "log_every", "ckpt_every", "sample_every", "threads"):
+            check_positive(f"TrainConfig.{name}", getattr(self, name))
+        if not 0 <= self.caption_dropout < 1 or not 0 <= self.lowres_prob < 1:
+            raise ValueError(
+                f"caption_dropout={self.caption_dropout} and lowres_prob={self.lowres_prob} must be in [0, 1)"
+            )
+        if self.kind == "dit" and not self.vae:
+            raise ValueError("a DiT run needs `vae`: the path of the trained VAE checkpoint")
+
+
+def resolve_config_path(path_or_name: str | Path) -> Path:
+    """A config file path, or the name of a shipped config (``tiny_vae``, ``tiny_dit``)."""
+    path = Path(path_or_name)
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / f"{path_or_name}.json"
+    if shipped.is_file():
+        return shipped
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+    raise FileNotFoundError(f"training config {str(path_or_name)!r} not found (shipped configs: {names})")
+
+
+def load_train_config(path_or_name: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    data = json.loads(resolve_config_path(path_or_name).read_text())
+    data.update(overrides or {})
+    return TrainConfig.from_dict(data)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up then cosine decay to 10 % of the peak."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+# ---- losses -------------------------------------------------------------------------------------------
+
+
+def foreground_weights(video: Tensor, fg_weight: float) -> Tensor:
+    """Per-pixel weights ``[B, 1, T, H, W]``: ``fg_weight`` where a pixel differs from the border colour."""
+    border = torch.cat([video[..., 0, :], video[..., -1, :], video[..., :, 0], video[..., :, -1]], dim=-1)
+    bg = border.median(dim=-1).values[..., None, None]  # [B, 3, T, 1, 1]
+    fg = ((video - bg).abs().amax(dim=1, keepdim=True) > 0.25).float()
+    return 1.0 + (fg_weight - 1.0) * fg
+
+
+def vae_loss(recon: Tensor, video: Tensor, kl: Tensor, cfg: TrainConfig) -> tuple[Tensor, dict[str, float]]:
+    """Foreground-weighted L1 + L2, L1 on spatial gradients (keeps corners sharp), and KL."""
+    w = foreground_weights(video, cfg.fg_weight)
+    diff = recon - video
+    rec = (w * (diff.abs() + diff.square())).mean()
+
+    def grads(x: Tensor) -> tuple[Tensor, Tensor]:
+        return x[..., 1:, :] - x[..., :-1, :], x[..., :, 1:] - x[..., :, :-1]
+
+    (ry, rx), (vy, vx) = grads(recon), grads(video)
+    edge = (ry - vy).abs().mean() + (rx - vx).abs().mean()
+    loss = rec + cfg.edge_weight * edge + cfg.kl_weight * kl.mean()
+    return loss, {"rec": float(rec), "edge": float(edge), "kl": float(kl.mean())}
+
+
+def sample_sigmas(n: int, generator: torch.Generator) -> Tensor:
+    """Logit-normal σ (Esser et al. 2024, SD3 §3.1): sigmoid of N(0, 1)."""
+    return torch.sigmoid(torch.randn(n, generator=generator))
+
+
+# ---- the loop -----------------------------------------------------------------------------------------
+
+
+class Run:
+    """State shared by both trainers: model, EMA, optimiser, resume, checkpoints, progress."""
+
+    def __init__(self, cfg: TrainConfig, model: nn.Module, log: Callable[[str], None] = print) -> None:
+        self.cfg, self.model, self.log = cfg, model, log
+        self.out = Path(cfg.out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        self.ema = EMA(model, cfg.ema_decay)
+        decay, no_decay = [], []
+        for name, p in model.named_parameters():
+            (no_decay if p.ndim < 2 or name.endswith("bias") else decay).append(p)
+        self.opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+            betas=(0.9, 0.99),
+        )
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+        state = self.out / STATE_FILE
+        if state.is_file():
+            self.step, info = load_training_state(state, model, self.ema, self.opt)
+            self.history = info.get("history", [])
+            self.log(f"resumed {state} at step {self.step}")
+
+    def optimise(self, loss: Tensor) -> float:
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(self.step, self.cfg)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        self.ema.update(self.model, self.step)
+        self.step += 1
+        return float(norm)
+
+    def checkpoint(self, extra: dict[str, Any] | None = None) -> None:
+        info = {"history": self.history[-2000:], **(extra or {})}
+        save_training_state(self.out / STATE_FILE, self.model, self.ema, self.opt, self.step, info)
+
+    def ema_model(self, factory: Callable[[], nn.Module]) -> nn.Module:
+        model = factory()
+        self.ema.copy_to(model)
+        return model.eval()
+
+
+def _bar(total: int, start: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, desc="train", dynamic_ncols=True)
+
+
+def train_vae(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
+    """Train a CausalVAE3D on shape videos; writes ``vae.safetensors`` (EMA weights) in ``out_dir``."""
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    vcfg = VAEConfig.from_dict(cfg.model)
+    model = CausalVAE3D(vcfg).train()
+    run = Run(cfg, model, log)
+    data = ShapeVideoDataset(cfg.seed, cfg.num_frames, cfg.height, cfg.width)
+    bar = _bar(cfg.steps, run.step)
+    t0 = time.time()
+    while run.step < cfg.steps:
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + run.step)
+        video = data.items(run.step * cfg.batch_size, cfg.batch_size)["video"]
+        recon, post = model(video, sample=True, generator=gen)
+        loss, parts = vae_loss(recon, video, post.kl(), cfg)
+        parts["loss"], parts["grad_norm"] = float(loss), run.optimise(loss)
+        run.history.append({"step": run.step, **parts})
+        bar.update(1)
+        bar.set_postfix(loss=f"{parts['loss']:.4f}", rec=f"{parts['rec']:.4f}")
+        if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps:
+            run.checkpoint({"wall_s": time.time() - t0})
+            export_ema(run, lambda: CausalVAE3D(vcfg), "vae.safetensors")
+    bar.close()
+    return run.out / "vae.safetensors"
+
+
+def export_ema(run: Run, factory: Callable[[], nn.Module], name: str) -> Path:
+    """Write the EMA weights as a plain model checkpoint (config in the metadata), replacing the old one."""
+    model = run.ema_model(factory)
+    extra = {"train_step": str(run.step)}
+    return model.save(run.out / name, overwrite=True, extra_metadata=extra)
+
+
+class LatentCache:
+    """Latents, clean-text embeddings and pooled vectors of ``n`` dataset items, encoded once."""
+
+    def __init__(
+        self,
+        vae: CausalVAE3D,
+        text_encoder: Any,
+        data: ShapeVideoDataset,
+        n: int,
+        start: int = 0,
+        chunk: int = 64,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        latents, captions = [], []
+        t0 = time.time()
+        with torch.no_grad():
+            for i in range(start, start + n, chunk):
+                batch = data.items(i, min(chunk, start + n - i))
+                latents.append(vae.encode(batch["video"]))
+                captions.extend(batch["caption"])
+        self.latents = torch.cat(latents)
+        self.captions = captions
+        log(f"latent cache: {n} videos -> {tuple(self.latents.shape)} in {time.time() - t0:.0f}s")
+
+
+def train_dit(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
+    """Train a SpacetimeDiT with flow matching on frozen-VAE latents; writes ``dit.safetensors`` (EMA)."""
+    from ..text import load_text_encoder
+
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    dcfg = DiTConfig.from_dict(cfg.model)
+    vae = CausalVAE3D.from_checkpoint(cfg.vae)
+    text = load_text_encoder(cfg.text_encoder)
+    if text.dim != dcfg.text_dim:
+        raise ValueError(
+            f"text encoder {cfg.text_encoder!r} has width {text.dim}, DiT text_dim={dcfg.text_dim}"
+        )
+    model = SpacetimeDiT(dcfg).train()
+    run = Run(cfg, model, log)
+    data = ShapeVideoDataset(cfg.seed, cfg.num_frames, cfg.height, cfg.width)
+    # The cache window moves every `latent_cache` steps' worth of items so the model sees fresh videos.
+    cache: LatentCache | None = None
+    bar = _bar(cfg.steps, run.step)
+    t0 = time.time()
+    _, _, lat_h, lat_w = vae.latent_shape(cfg.num_frames, cfg.height, cfg.width)
+    step_px = dcfg.patch_s
+    levels = [
+        k for k in range(1, cfg.pyramid_levels) if lat_h % (step_px << k) == 0 and lat_w % (step_px << k) == 0
+    ]
+    while run.step < cfg.steps:
+        window = (run.step * cfg.batch_size) // (cfg.latent_cache * 8)
+        if cache is None or getattr(cache, "window", -1) != window:
+            cache = LatentCache(vae, text, data, cfg.latent_cache, start=window * cfg.latent_cache, log=log)
+            cache.window = window
+        rng = random.Random(cfg.seed * 1_000_003 + run.step)
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + run.step)
+        idx = [rng.randrange(cfg.latent_cache) for _ in range(cfg.batch_size)]
+        x0 = cache.latents[idx]
+        captions = ["" if rng.random() < cfg.caption_dropout else cache.captions[i] for i in idx]
+        if levels and rng.random() < cfg.lowres_prob:
+            level = rng.choice(levels)
+            x0 = latent_pyramid(x0, level + 1)[0]  # bilinear /2 per level, as Pyramid Flow
+            scale = (1.0, float(2**level), float(2**level))
+        else:
+            scale = (1.0, 1.0, 1.0)
+        with torch.no_grad():
+            emb, mask = text.encode(captions)
+            pooled = text.encode_pooled(captions) if dcfg.pooled_text else None
+        noise = torch.randn(x0.shape, generator=gen)
+        sigma = sample_sigmas(x0.shape[0], gen)
+        pred = model(add_noise(x0, noise, sigma), sigma, emb, mask, pooled, rope_scale=scale)
+        target = {"velocity": velocity_target(x0, noise), "epsilon": noise, "x0": x0}[dcfg.prediction]
+        loss = F.mse_loss(pred, target)
+        parts = {"loss": float(loss), "grad_norm": run.optimise(loss), "lowres": float(scale[1] > 1)}
+        run.history.append({"step": run.step, **parts})
+        bar.update(1)
+        bar.set_postfix(loss=f"{parts['loss']:.4f}")
+        if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps:
+            run.checkpoint({"wall_s": time.time() - t0})
+            export_ema(run, lambda: SpacetimeDiT(dcfg), "dit.safetensors")
+    bar.close()
+    return run.out / "dit.safetensors"
