@@ -1,0 +1,97 @@
+"""Sampling: flow-matching conventions, sigma schedules, samplers, guidance, DDPM/DDIM, pyramidal flow.
+
+Convention: denoisers are callables ``model(x, sigma, **extra_args) -> velocity`` (v = eps - x0 for
+x_s = (1 - s) x0 + s eps; sigma a float32 tensor [B]); samplers are pure functions of the k-diffusion
+shape ``sample_x(model, x, sigmas, extra_args=None, callback=None, disable=None)``. A callback gets a
+dict after every step and cancels sampling by raising; see vidcore.sampling.loop.
+"""
+
+from .ddpm import (
+    alphas_cumprod,
+    ddim_sigma,
+    ddim_step,
+    ddim_timesteps,
+    linear_betas,
+    q_sample,
+    sample_ddim,
+    x0_from_eps,
+)
+from .flow import (
+    add_noise,
+    as_prediction_denoiser,
+    as_velocity_denoiser,
+    eps_from_velocity,
+    euler_step,
+    velocity_from_eps,
+    velocity_from_x0,
+    velocity_target,
+    x0_from_velocity,
+)
+from .guidance import CFGDenoiser, cfg_combine, rescale_guidance
+from .pyramidal import (
+    VELOCITY_KINDS,
+    PyramidStage,
+    latent_pyramid,
+    noise_pyramid,
+    pyramid_stages,
+    renoise,
+    renoise_coefficients,
+    sample_block_noise,
+    sample_pyramidal,
+    stage_sigmas,
+    upsample_nearest,
+)
+from .samplers import SAMPLERS, ancestral_noise_std, sample_euler, sample_euler_ancestral, sample_heun
+from .schedules import (
+    dynamic_shift_mu,
+    dynamic_sigmas,
+    linear_sigmas,
+    shifted_sigmas,
+    stretch_to_terminal,
+    time_shift,
+)
+
+__all__ = [
+    "SAMPLERS",
+    "CFGDenoiser",
+    "VELOCITY_KINDS",
+    "PyramidStage",
+    "add_noise",
+    "alphas_cumprod",
+    "ancestral_noise_std",
+    "as_prediction_denoiser",
+    "as_velocity_denoiser",
+    "cfg_combine",
+    "ddim_sigma",
+    "ddim_step",
+    "ddim_timesteps",
+    "dynamic_shift_mu",
+    "dynamic_sigmas",
+    "eps_from_velocity",
+    "euler_step",
+    "latent_pyramid",
+    "linear_betas",
+    "linear_sigmas",
+    "noise_pyramid",
+    "pyramid_stages",
+    "q_sample",
+    "renoise",
+    "renoise_coefficients",
+    "rescale_guidance",
+    "sample_block_noise",
+    "sample_ddim",
+    "sample_euler",
+    "sample_euler_ancestral",
+    "sample_heun",
+    "sample_pyramidal",
+    "shifted_sigmas",
+    "stage_sigmas",
+    "stretch_to_terminal",
+    "time_shift",
+    "upsample_nearest",
+    "velocity_from_eps",
+    "velocity_from_x0",
+    "velocity_target",
+    "x0_from_eps",
+    "x0_from_velocity",
+]

@@ -1,0 +1,111 @@
+"""Flow-matching sigma schedules: linear, shifted, resolution-dependent (dynamic) shift, terminal stretch.
+
+Every schedule is a 1-D float32 tensor of N + 1 noise levels going from 1 to 0 (the last is exactly 0),
+i.e. N sampler steps. Values are computed in float64 and rounded once.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+# LTX-Video scheduler constants (diffusers FlowMatchEulerDiscreteScheduler config of LTX-Video).
+LTX_BASE_SHIFT = 0.95
+LTX_MAX_SHIFT = 2.05
+LTX_BASE_SEQ_LEN = 1024
+LTX_MAX_SEQ_LEN = 4096
+LTX_SHIFT_TERMINAL = 0.1
+
+
+def _check_steps(n: int) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n={n!r} must be an integer number of steps >= 1")
+
+
+def time_shift(sigma: Tensor, shift: float) -> Tensor:
+    """Timestep shift s*sigma / (1 + (s - 1)*sigma) (SD3, Esser et al. 2024, Eq. 23); keeps 0 and 1 fixed.
+
+    The "exponential" dynamic shift of Flux/LTX, e^mu / (e^mu + (1/sigma - 1)), is this with s = e^mu.
+    """
+    if not math.isfinite(shift) or shift <= 0:
+        raise ValueError(f"shift={shift!r} must be a finite number > 0")
+    return shift * sigma / (1 + (shift - 1) * sigma)
+
+
+def dynamic_shift_mu(
+    seq_len: int,
+    base_seq_len: int = LTX_BASE_SEQ_LEN,
+    max_seq_len: int = LTX_MAX_SEQ_LEN,
+    base_shift: float = LTX_BASE_SHIFT,
+    max_shift: float = LTX_MAX_SHIFT,
+) -> float:
+    """Resolution-dependent log-shift mu, linear in the token count through (base_seq_len, base_shift) and
+    (max_seq_len, max_shift); not clamped outside that range (as in Flux/LTX)."""
+    if seq_len < 1:
+        raise ValueError(f"seq_len={seq_len!r} must be a positive token count")
+    if max_seq_len == base_seq_len:
+        raise ValueError(f"max_seq_len={max_seq_len} must differ from base_seq_len={base_seq_len}")
+    slope = (max_shift - base_shift) / (max_seq_len - base_seq_len)
+    return slope * seq_len + (base_shift - slope * base_seq_len)
+
+
+def stretch_to_terminal(sigmas: Tensor, shift_terminal: float) -> Tensor:
+    """Rescale 1 - sigma of the nonzero sigmas so the last nonzero one becomes exactly ``shift_terminal``."""
+    if not 0 < shift_terminal < 1:
+        raise ValueError(f"shift_terminal={shift_terminal!r} must lie strictly between 0 and 1")
+    nonzero = sigmas > 0
+    last = sigmas[nonzero][-1]
+    if last >= 1:
+        raise ValueError("stretch_to_terminal needs a nonzero sigma below 1 to stretch; got only sigma = 1")
+    one_minus = 1 - sigmas
+    stretched = 1 - one_minus * ((1 - shift_terminal) / (1 - last))
+    return torch.where(nonzero, stretched, sigmas)
+
+
+def linear_sigmas(n: int) -> Tensor:
+    """N + 1 evenly spaced sigmas 1, 1 - 1/N, ..., 1/N, 0."""
+    _check_steps(n)
+    return torch.linspace(1, 0, n + 1, dtype=torch.float64).float()
+
+
+def shifted_sigmas(n: int, shift: float) -> Tensor:
+    """Linear sigmas passed through ``time_shift`` with a constant shift (shift=1 gives linear_sigmas)."""
+    _check_steps(n)
+    return time_shift(torch.linspace(1, 0, n + 1, dtype=torch.float64), shift).float()
+
+
+def dynamic_sigmas(
+    n: int,
+    seq_len: int,
+    base_seq_len: int = LTX_BASE_SEQ_LEN,
+    max_seq_len: int = LTX_MAX_SEQ_LEN,
+    base_shift: float = LTX_BASE_SHIFT,
+    max_shift: float = LTX_MAX_SHIFT,
+    shift_terminal: float | None = LTX_SHIFT_TERMINAL,
+) -> Tensor:
+    """Resolution-dependent schedule (defaults = LTX-Video): linspace(1, 1/N, N), exponential time shift
+    with mu = dynamic_shift_mu(seq_len), optional terminal stretch, then a final 0.
+
+    ``seq_len`` is the number of latent tokens (latent_T * latent_H * latent_W after patchify).
+    """
+    _check_steps(n)
+    mu = dynamic_shift_mu(seq_len, base_seq_len, max_seq_len, base_shift, max_shift)
+    sigmas = time_shift(torch.linspace(1, 1 / n, n, dtype=torch.float64), math.exp(mu))
+    if shift_terminal is not None:
+        sigmas = stretch_to_terminal(sigmas, shift_terminal)
+    return torch.cat([sigmas, sigmas.new_zeros(1)]).float()
+
+
+def check_sigmas(sigmas: Tensor) -> list[float]:
+    """Validate a flow schedule (1-D, >= 2 values in [0, 1], non-increasing); return it as floats."""
+    if not isinstance(sigmas, Tensor) or sigmas.ndim != 1 or sigmas.numel() < 2:
+        shape = tuple(sigmas.shape) if isinstance(sigmas, Tensor) else type(sigmas).__name__
+        raise ValueError(f"sigmas must be a 1-D tensor with at least 2 values, got {shape}")
+    values = sigmas.detach().double().cpu().tolist()
+    if not all(math.isfinite(s) and 0 <= s <= 1 for s in values):
+        raise ValueError(f"sigmas must be finite and in [0, 1] (flow matching), got {values}")
+    if any(b > a for a, b in zip(values, values[1:], strict=False)):
+        raise ValueError(f"sigmas must be non-increasing (noise -> data), got {values}")
+    return values
