@@ -69,7 +69,9 @@ def bench_transformer(repeats: int) -> None:
     mask, t, scale = torch.ones(2, 32), torch.tensor([500.0, 500.0]), (0.32, 32, 32)
     mask[1, 20:] = 0
     with torch.no_grad():
-        err = (ref(x, ctx, t, mask, 4, 16, 16, scale, return_dict=False)[0] - ours(x, ctx, t, mask, 4, 16, 16, scale))
+        err = ref(x, ctx, t, mask, 4, 16, 16, scale, return_dict=False)[0] - ours(
+            x, ctx, t, mask, 4, 16, 16, scale
+        )
         rows = []
         # Alternate the order so drift of the shared machine hits both sides alike.
         d1 = _median_ms(lambda: ref(x, ctx, t, mask, 4, 16, 16, scale, return_dict=False), repeats)
@@ -78,7 +80,9 @@ def bench_transformer(repeats: int) -> None:
         d2 = _median_ms(lambda: ref(x, ctx, t, mask, 4, 16, 16, scale, return_dict=False), repeats)
         rows.append(("diffusers", min(d1, d2)))
         rows.append(("vidcore", min(v1, v2)))
-    print("\nLTX transformer forward (4 layers, 4x32 heads, B=2, 1024 tokens, 32 text tokens, fp32, 1 thread)")
+    print(
+        "\nLTX transformer forward (4 layers, 4x32 heads, B=2, 1024 tokens, 32 text tokens, fp32, 1 thread)"
+    )
     print(f"{'impl':<12}{'median ms':>12}{'ratio':>8}")
     for name, ms in rows:
         print(f"{name:<12}{ms:>12.2f}{ms / rows[0][1]:>8.2f}")
@@ -128,7 +132,10 @@ def bench_decode_memory() -> None:
     print(f"\nLTX VAE decode peak memory (tiny 0.9.1-layout VAE, latent {list(LATENT)} -> 65x192x192)")
     print(f"{'mode':<18}{'peak MiB':>10}{'vs diffusers-full':>19}{'ms':>10}")
     for r in rows:
-        print(f"{r['mode']:<18}{r['peak_mib']:>10.1f}{r['peak_mib'] / rows[0]['peak_mib']:>19.2f}{r['ms']:>10.0f}")
+        print(
+            f"{r['mode']:<18}{r['peak_mib']:>10.1f}"
+            f"{r['peak_mib'] / rows[0]['peak_mib']:>19.2f}{r['ms']:>10.0f}"
+        )
 
 
 def main() -> None:

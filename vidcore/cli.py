@@ -155,14 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_generate(sub)
-    try:
-        from .metrics.cli import add_score_arguments, run_score
-    except ImportError:  # metrics not available in this build
-        pass
-    else:
-        p = sub.add_parser("score", help="score a video: temporal consistency, flow, CLIP, FVD ...")
-        add_score_arguments(p)
-        p.set_defaults(func=run_score)
+    from .metrics.cli import add_score_arguments, run_score
+
+    p = sub.add_parser("score", help="score a video: temporal consistency, flow, CLIP, FVD ...")
+    add_score_arguments(p)
+    p.set_defaults(func=run_score)
     from .caption.cli import add_caption_arguments, run_caption
 
     p = sub.add_parser(

@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ConfigMixin, check_choice, check_positive
+from ..io.checkpoint import save_checkpoint
 from ..models.dit import DiTConfig, SpacetimeDiT
-from ..models.vae import CausalVAE3D, VAEConfig
+from ..models.vae import VAE_KIND, CausalVAE3D, VAEConfig
 from ..sampling.flow import add_noise, velocity_target
 from ..sampling.pyramidal import latent_pyramid
 from .data import ShapeVideoDataset
@@ -124,7 +125,7 @@ def vae_loss(recon: Tensor, video: Tensor, kl: Tensor, cfg: TrainConfig) -> tupl
     (ry, rx), (vy, vx) = grads(recon), grads(video)
     edge = (ry - vy).abs().mean() + (rx - vx).abs().mean()
     loss = rec + cfg.edge_weight * edge + cfg.kl_weight * kl.mean()
-    return loss, {"rec": float(rec), "edge": float(edge), "kl": float(kl.mean())}
+    return loss, {"rec": rec.item(), "edge": edge.item(), "kl": kl.mean().item()}
 
 
 def sample_sigmas(n: int, generator: torch.Generator) -> Tensor:
@@ -208,20 +209,44 @@ def train_vae(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
         bar.set_postfix(loss=f"{parts['loss']:.4f}", rec=f"{parts['rec']:.4f}")
         if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps:
             run.checkpoint({"wall_s": time.time() - t0})
-            export_ema(run, lambda: CausalVAE3D(vcfg), "vae.safetensors")
+            ema = run.ema_model(lambda: CausalVAE3D(vcfg))
+            calibrated = CausalVAE3D(calibrate_latents(ema, data, cfg))
+            calibrated.load_state_dict(ema.state_dict())
+            save_checkpoint(
+                run.out / "vae.safetensors",
+                calibrated,
+                calibrated.config,
+                VAE_KIND,
+                {"train_step": str(run.step)},
+                overwrite=True,
+            )
     bar.close()
     return run.out / "vae.safetensors"
+
+
+@torch.no_grad()
+def calibrate_latents(vae: CausalVAE3D, data: ShapeVideoDataset, cfg: TrainConfig, n: int = 128) -> VAEConfig:
+    """Config with per-channel ``latent_shift``/``latent_scale`` so normalised latents have zero mean and
+    unit variance over ``n`` held-apart videos (items far beyond the training stream)."""
+    video = data.items(10**9, n)["video"]
+    z = vae.posterior(video).mode()  # raw (un-normalised) posterior means
+    mean = z.mean(dim=(0, 2, 3, 4))
+    std = z.std(dim=(0, 2, 3, 4)).clamp_min(1e-4)
+    return vae.config.replace(latent_shift=tuple(mean.tolist()), latent_scale=tuple((1 / std).tolist()))
 
 
 def export_ema(run: Run, factory: Callable[[], nn.Module], name: str) -> Path:
     """Write the EMA weights as a plain model checkpoint (config in the metadata), replacing the old one."""
     model = run.ema_model(factory)
-    extra = {"train_step": str(run.step)}
-    return model.save(run.out / name, overwrite=True, extra_metadata=extra)
+    return model.save(run.out / name, overwrite=True, extra_metadata={"train_step": str(run.step)})
 
 
 class LatentCache:
-    """Latents, clean-text embeddings and pooled vectors of ``n`` dataset items, encoded once."""
+    """VAE latents and text conditioning of the dataset items ``start .. start + n - 1``, encoded once.
+
+    Text rows are padded to one length L (mask False beyond each caption) so batches index directly;
+    row ``n`` holds the empty prompt (the unconditional branch used for caption dropout).
+    """
 
     def __init__(
         self,
@@ -230,19 +255,31 @@ class LatentCache:
         data: ShapeVideoDataset,
         n: int,
         start: int = 0,
+        window: int = 0,
         chunk: int = 64,
         log: Callable[[str], None] = print,
     ) -> None:
-        latents, captions = [], []
         t0 = time.time()
+        latents, captions, rows = [], [], []
         with torch.no_grad():
             for i in range(start, start + n, chunk):
                 batch = data.items(i, min(chunk, start + n - i))
                 latents.append(vae.encode(batch["video"]))
                 captions.extend(batch["caption"])
+            for i in range(0, n + 1, chunk):
+                texts = (captions + [""])[i : i + chunk]
+                emb, mask = text_encoder.encode(texts)
+                rows.append((emb, mask, text_encoder.encode_pooled(texts)))
+        length = max(e.shape[1] for e, _, _ in rows)
+        self.emb = torch.cat([F.pad(e, (0, 0, 0, length - e.shape[1])) for e, _, _ in rows])
+        self.mask = torch.cat([F.pad(m, (0, length - m.shape[1]), value=False) for _, m, _ in rows])
+        self.pooled = torch.cat([p for _, _, p in rows])
         self.latents = torch.cat(latents)
-        self.captions = captions
-        log(f"latent cache: {n} videos -> {tuple(self.latents.shape)} in {time.time() - t0:.0f}s")
+        self.window, self.empty = window, n
+        log(
+            f"latent cache: {n} videos -> {tuple(self.latents.shape)}, text length {length}, "
+            f"{time.time() - t0:.0f}s"
+        )
 
 
 def train_dit(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
@@ -272,23 +309,24 @@ def train_dit(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     ]
     while run.step < cfg.steps:
         window = (run.step * cfg.batch_size) // (cfg.latent_cache * 8)
-        if cache is None or getattr(cache, "window", -1) != window:
-            cache = LatentCache(vae, text, data, cfg.latent_cache, start=window * cfg.latent_cache, log=log)
-            cache.window = window
+        if cache is None or cache.window != window:
+            cache = LatentCache(vae, text, data, cfg.latent_cache, window * cfg.latent_cache, window, log=log)
         rng = random.Random(cfg.seed * 1_000_003 + run.step)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + run.step)
         idx = [rng.randrange(cfg.latent_cache) for _ in range(cfg.batch_size)]
         x0 = cache.latents[idx]
-        captions = ["" if rng.random() < cfg.caption_dropout else cache.captions[i] for i in idx]
+        rows = [cache.empty if rng.random() < cfg.caption_dropout else i for i in idx]
+        emb, mask, pooled = (
+            cache.emb[rows],
+            cache.mask[rows],
+            cache.pooled[rows] if dcfg.pooled_text else None,
+        )
         if levels and rng.random() < cfg.lowres_prob:
             level = rng.choice(levels)
             x0 = latent_pyramid(x0, level + 1)[0]  # bilinear /2 per level, as Pyramid Flow
             scale = (1.0, float(2**level), float(2**level))
         else:
             scale = (1.0, 1.0, 1.0)
-        with torch.no_grad():
-            emb, mask = text.encode(captions)
-            pooled = text.encode_pooled(captions) if dcfg.pooled_text else None
         noise = torch.randn(x0.shape, generator=gen)
         sigma = sample_sigmas(x0.shape[0], gen)
         pred = model(add_noise(x0, noise, sigma), sigma, emb, mask, pooled, rope_scale=scale)

@@ -1,0 +1,488 @@
+"""Load LTX-Video checkpoints: original single files and diffusers folders, built on ``meta``, streamed in.
+
+:func:`detect_ltx_layout` is the one place that looks at key names and tensor shapes of a foreign
+checkpoint to decide its layout, version and model configs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+
+from vidcore.io.checkpoint import load_into, read_metadata
+from vidcore.models.ltx.config import (
+    DOWN_BLOCK_090,
+    DOWN_BLOCK_095,
+    LTXTransformerConfig,
+    LTXVAEConfig,
+)
+from vidcore.models.ltx.keymaps import (
+    TRANSFORMER_PREFIX,
+    VAE_PREFIX,
+    transformer_key_from_original,
+    vae_key_from_original,
+)
+from vidcore.models.ltx.transformer import LTXVideoTransformer
+from vidcore.models.ltx.vae import LTXVideoVAE
+
+log = logging.getLogger("vidcore")
+
+DEFAULT_HEADS = 32  # every released LTX-Video transformer (2B: 32x64, 13B: 32x128)
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+_ORIGINAL_MARKERS = (
+    "model.diffusion_model.patchify_proj.weight",
+    "patchify_proj.weight",
+    "vae.decoder.conv_in.conv.weight",
+    "vae.encoder.conv_in.conv.weight",
+)
+
+
+class LTXLayoutError(ValueError):
+    """A checkpoint is not (or not entirely) an LTX-Video checkpoint vidcore can read."""
+
+
+@dataclass(frozen=True)
+class LTXLayout:
+    """What :func:`detect_ltx_layout` found in one state dict."""
+
+    kind: str  # "original" (Lightricks names) or "diffusers"
+    version: str | None  # "0.9.0" / "0.9.1" / "0.9.5" / "0.9.7"; None for a lone 2B transformer
+    transformer_prefix: str | None  # prefix of the transformer keys, None when absent
+    vae_prefix: str | None
+    vae_layout: str | None  # key-table layout of the VAE ("0.9.0", "0.9.1", "0.9.5")
+    transformer_config: LTXTransformerConfig | None = None
+    vae_config: LTXVAEConfig | None = None
+    ignored_keys: tuple[str, ...] = field(default=())
+
+
+def _count(shapes: dict[str, tuple[int, ...]], pattern: str) -> int:
+    rx = re.compile(pattern)
+    found = {int(m.group(1)) for k in shapes if (m := rx.match(k))}
+    return max(found) + 1 if found else 0
+
+
+def _transformer_config(
+    shapes: dict[str, tuple[int, ...]], metadata_cfg: dict[str, Any], heads: int | None
+) -> LTXTransformerConfig:
+    d, c_in = shapes["proj_in.weight"]
+    meta_t = metadata_cfg.get("transformer", {}) if isinstance(metadata_cfg, dict) else {}
+    heads = heads or meta_t.get("num_attention_heads") or DEFAULT_HEADS
+    if d % heads:
+        raise LTXLayoutError(f"transformer width {d} is not divisible by num_attention_heads={heads}")
+    return LTXTransformerConfig(
+        in_channels=c_in,
+        out_channels=shapes["proj_out.weight"][0],
+        num_attention_heads=heads,
+        attention_head_dim=d // heads,
+        cross_attention_dim=shapes["transformer_blocks.0.attn2.to_k.weight"][1],
+        num_layers=_count(shapes, r"transformer_blocks\.(\d+)\."),
+        caption_channels=shapes["caption_projection.linear_1.weight"][1],
+        attention_bias="transformer_blocks.0.attn1.to_q.bias" in shapes,
+        attention_out_bias="transformer_blocks.0.attn1.to_out.0.bias" in shapes,
+    )
+
+
+def _vae_config(s: dict[str, tuple[int, ...]]) -> LTXVAEConfig:
+    """Rebuild an LTXVAEConfig from vidcore-named VAE shapes (the config-less original files)."""
+    latent = s["decoder.conv_in.conv.weight"][1]
+    in_feats = s["encoder.conv_in.conv.weight"][1]
+    patch = int(round((in_feats / 3) ** 0.5))
+    n_down = _count(s, r"encoder\.down_blocks\.(\d+)\.")
+    is_095 = "encoder.down_blocks.0.downsamplers.0.conv.conv.weight" in s
+    chans, layers, scaling, kinds = [s["encoder.conv_in.conv.weight"][0]], [], [], []
+    for i in range(n_down):
+        pre = f"encoder.down_blocks.{i}."
+        layers.append(_count(s, rf"{re.escape(pre)}resnets\.(\d+)\."))
+        scaling.append(any(k.startswith(pre + "downsamplers.0.") for k in s))
+        if f"{pre}conv_out.conv2.conv.weight" in s:
+            chans.append(s[f"{pre}conv_out.conv2.conv.weight"][0])
+        elif is_095:
+            nxt = f"encoder.down_blocks.{i + 1}.resnets.0.conv1.conv.weight"
+            c_next = s.get(nxt, s.get("encoder.mid_block.resnets.0.conv1.conv.weight"))[1]
+            chans.append(c_next)
+            if scaling[-1]:
+                factor = c_next // s[f"{pre}downsamplers.0.conv.conv.weight"][0]
+                kinds.append({4: "spatial", 2: "temporal", 8: "spatiotemporal"}[factor])
+            else:
+                kinds.append("spatiotemporal")
+        else:
+            chans.append(chans[-1])
+        if not is_095:
+            kinds.append("conv")
+    layers.append(_count(s, r"encoder\.mid_block\.resnets\.(\d+)\."))
+    # 0.9.0 lists one width per block (the last block keeps its width); 0.9.5 one extra output width.
+    block_out = chans if is_095 else chans[:n_down]
+
+    n_up = _count(s, r"decoder\.up_blocks\.(\d+)\.")
+    tc = "decoder.timestep_scale_multiplier" in s
+    dec_ch, dec_layers, dec_scaling, noise, factors = [], [], [], [], []
+    noise.append("decoder.mid_block.resnets.0.per_channel_scale1" in s)
+    dec_layers.append(_count(s, r"decoder\.mid_block\.resnets\.(\d+)\."))
+    for i in range(n_up):
+        pre = f"decoder.up_blocks.{i}."
+        c = s[f"{pre}resnets.0.conv1.conv.weight"][0]
+        up = s.get(f"{pre}upsamplers.0.conv.conv.weight")
+        f = up[1] // c if up is not None else 1
+        dec_ch.append(c * f)
+        dec_layers.append(_count(s, rf"{re.escape(pre)}resnets\.(\d+)\."))
+        dec_scaling.append(up is not None)
+        noise.append(f"{pre}resnets.0.per_channel_scale1" in s)
+        factors.append(f)
+    return LTXVAEConfig(
+        in_channels=3,
+        out_channels=s["decoder.conv_out.conv.weight"][0] // patch**2,
+        latent_channels=latent,
+        block_out_channels=tuple(block_out),
+        down_block_types=((DOWN_BLOCK_095 if is_095 else DOWN_BLOCK_090),) * n_down,
+        decoder_block_out_channels=tuple(dec_ch[::-1]),
+        layers_per_block=tuple(layers),
+        decoder_layers_per_block=tuple(dec_layers[::-1]),
+        spatio_temporal_scaling=tuple(scaling),
+        decoder_spatio_temporal_scaling=tuple(dec_scaling[::-1]),
+        decoder_inject_noise=tuple(noise[::-1]),
+        downsample_type=tuple(kinds),
+        # Not visible in shapes: released VAEs with widening (factor 2) upsamplers are the residual ones.
+        upsample_residual=tuple(f > 1 for f in factors[::-1]),
+        upsample_factor=tuple(factors[::-1]),
+        timestep_conditioning=tc,
+        patch_size=patch,
+    )
+
+
+def _vae_layout_of(names: set[str]) -> str:
+    """Key-table layout of a vidcore-named or original-named VAE key set."""
+    if {
+        "encoder.down_blocks.0.downsamplers.0.conv.conv.weight",
+        "encoder.down_blocks.1.conv.conv.weight",
+    } & names:
+        return "0.9.5"
+    if {
+        "decoder.timestep_scale_multiplier",
+        "decoder.last_time_embedder.timestep_embedder.linear_1.weight",
+    } & names:
+        return "0.9.1"
+    return "0.9.0"
+
+
+def detect_ltx_layout(
+    shapes: dict[str, tuple[int, ...]],
+    metadata: dict[str, str] | None = None,
+    num_attention_heads: int | None = None,
+    source: str = "checkpoint",
+) -> LTXLayout:
+    """Decide layout (original / diffusers), version and configs of an LTX state dict from its key shapes.
+
+    Version rules (first match wins): 48 transformer blocks -> 0.9.7; a space-to-depth VAE encoder -> 0.9.5;
+    a timestep-conditioned VAE decoder -> 0.9.1; a VAE otherwise -> 0.9.0. The number of attention heads is
+    not visible in shapes: ``num_attention_heads`` > metadata ``config.transformer`` > 32.
+    """
+    keys = set(shapes)
+    meta_cfg: dict[str, Any] = {}
+    if metadata and "config" in metadata:
+        try:
+            meta_cfg = json.loads(metadata["config"])
+        except json.JSONDecodeError as e:
+            raise LTXLayoutError(f"{source}: metadata 'config' is not valid JSON ({e})") from e
+
+    original = bool(keys & set(_ORIGINAL_MARKERS)) or any(".res_blocks." in k for k in keys)
+    original = original or any(k.startswith(("vae.", "per_channel_statistics.")) for k in keys)
+    t_prefix = v_prefix = None
+    if any(k.startswith(TRANSFORMER_PREFIX) for k in keys):
+        t_prefix = TRANSFORMER_PREFIX
+    elif "patchify_proj.weight" in keys or "proj_in.weight" in keys:
+        t_prefix = ""
+    if any(k.startswith(VAE_PREFIX + "decoder.") for k in keys):
+        v_prefix = VAE_PREFIX
+    elif "decoder.conv_in.conv.weight" in keys and "encoder.conv_in.conv.weight" in keys:
+        v_prefix = ""
+    if t_prefix is None and v_prefix is None:
+        sample = sorted(keys)[:8]
+        raise LTXLayoutError(
+            f"{source} is not an LTX-Video checkpoint: found {len(keys)} tensors (first: {sample}); expected "
+            f"transformer keys like {TRANSFORMER_PREFIX}patchify_proj.weight or proj_in.weight, or VAE keys "
+            "like vae.decoder.conv_in.conv.weight / decoder.conv_in.conv.weight"
+        )
+
+    if t_prefix == "" and v_prefix is not None:
+        raise LTXLayoutError(
+            f"{source} mixes un-prefixed transformer and VAE keys; expected an original single file "
+            f"({TRANSFORMER_PREFIX}* + {VAE_PREFIX}*) or one diffusers component per file"
+        )
+
+    t_cfg = v_cfg = None
+    v_layout = None
+    ignored: list[str] = []
+    if t_prefix is not None:
+        t_shapes = {}
+        for k, v in shapes.items():
+            if k.startswith(t_prefix):
+                t_shapes[transformer_key_from_original(k) if original else k[len(t_prefix) :]] = v
+        needed = ("proj_in.weight", "proj_out.weight", "caption_projection.linear_1.weight")
+        needed += ("transformer_blocks.0.attn2.to_k.weight",)
+        absent = [n for n in needed if n not in t_shapes]
+        if absent:
+            raise LTXLayoutError(f"{source}: LTX transformer keys missing: {absent}")
+        t_cfg = _transformer_config(t_shapes, meta_cfg, num_attention_heads)
+    if v_prefix is not None:
+        v_names = {k[len(v_prefix) :] for k in keys if k.startswith(v_prefix)}
+        v_layout = _vae_layout_of(v_names)
+        v_shapes = {}
+        for k, v in shapes.items():
+            if not k.startswith(v_prefix):
+                continue
+            name = vae_key_from_original(k, v_layout) if original else k[len(v_prefix) :]
+            if name is None:
+                ignored.append(k)
+            else:
+                v_shapes[name] = v
+        needed = (
+            "encoder.conv_in.conv.weight",
+            "decoder.conv_in.conv.weight",
+            "decoder.conv_out.conv.weight",
+        )
+        absent = [n for n in needed if n not in v_shapes]
+        if absent:
+            raise LTXLayoutError(f"{source}: LTX VAE keys missing: {absent}")
+        try:
+            v_cfg = _vae_config(v_shapes)
+        except (KeyError, ValueError) as e:
+            raise LTXLayoutError(f"{source}: cannot read the LTX VAE structure ({e})") from e
+    if t_prefix == TRANSFORMER_PREFIX or v_prefix == VAE_PREFIX:
+        known = (TRANSFORMER_PREFIX, VAE_PREFIX)
+        ignored += sorted(k for k in keys if not k.startswith(known))
+
+    version = None
+    if t_cfg is not None and t_cfg.num_layers == 48:
+        version = "0.9.7"
+    elif v_layout is not None:
+        version = v_layout
+    return LTXLayout(
+        kind="original" if original else "diffusers",
+        version=version,
+        transformer_prefix=t_prefix,
+        vae_prefix=v_prefix,
+        vae_layout=v_layout,
+        transformer_config=t_cfg,
+        vae_config=v_cfg,
+        ignored_keys=tuple(ignored),
+    )
+
+
+# ---- files -> modules ---------------------------------------------------------------------------------
+
+
+@dataclass
+class LTXModels:
+    """What :func:`load_ltx` returns: the modules found in a checkpoint and the detected layout."""
+
+    transformer: LTXVideoTransformer | None
+    vae: LTXVideoVAE | None
+    layout: LTXLayout
+
+
+def read_shapes(path: str | os.PathLike) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """Tensor shapes and metadata of a safetensors file, read from its header (no tensor data)."""
+    metadata = read_metadata(path)
+    with safe_open(str(path), framework="pt") as f:
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    return shapes, metadata
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    index = folder / (WEIGHTS_NAME + ".index.json")
+    if index.is_file():
+        weight_map = json.loads(index.read_text())["weight_map"]
+        return [folder / name for name in sorted(set(weight_map.values()))]
+    single = folder / WEIGHTS_NAME
+    if single.is_file():
+        return [single]
+    found = sorted(p.name for p in folder.iterdir())
+    raise LTXLayoutError(f"{str(folder)!r} has no {WEIGHTS_NAME} (or its .index.json); found {found}")
+
+
+def _stream(
+    files: list[Path], rename: Any, dtype: torch.dtype | None, device: str | torch.device
+) -> dict[str, torch.Tensor]:
+    """Read tensors one at a time, rename (None drops) and cast each before the next is read."""
+    out: dict[str, torch.Tensor] = {}
+    for file in files:
+        with safe_open(str(file), framework="pt", device="cpu") as f:
+            for key in f.keys():
+                name = rename(key)
+                if name is None:
+                    continue
+                t = f.get_tensor(key)
+                if dtype is not None and t.is_floating_point():
+                    t = t.to(dtype)
+                out[name] = t.to(device)
+    return out
+
+
+def _build(cls: type, cfg: Any, state: dict[str, torch.Tensor], source: str) -> Any:
+    with torch.device("meta"):
+        model = cls(cfg)
+    load_into(model, state, source=source)
+    return model.eval()
+
+
+def _component_config(folder: Path) -> dict[str, Any]:
+    cfg_path = folder / "config.json"
+    if not cfg_path.is_file():
+        raise LTXLayoutError(
+            f"{str(folder)!r} has no config.json (found {sorted(p.name for p in folder.iterdir())})"
+        )
+    return json.loads(cfg_path.read_text())
+
+
+def _load_component_folder(
+    folder: Path, want: str, dtype: torch.dtype | None, device: str | torch.device, heads: int | None
+) -> Any:
+    """Load ``want`` ("transformer" or "vae") from a diffusers component folder."""
+    data = _component_config(folder)
+    files = _weight_files(folder)
+    name = data.get("_class_name", "")
+    source = str(folder)
+    if want == "transformer":
+        if name not in ("", "LTXVideoTransformer3DModel"):
+            raise LTXLayoutError(
+                f"{source}/config.json holds a {name!r}, expected LTXVideoTransformer3DModel"
+            )
+        cfg = LTXTransformerConfig.from_diffusers(data)
+        return _build(LTXVideoTransformer, cfg, _stream(files, lambda k: k, dtype, device), source)
+    if name == "CausalVideoAutoencoder":
+        # Original-format config (a past state of Lightricks/LTX-Video): read the structure from the weights.
+        shapes: dict[str, tuple[int, ...]] = {}
+        for file in files:
+            shapes.update(read_shapes(file)[0])
+        layout = detect_ltx_layout(shapes, source=source)
+        if layout.vae_config is None:
+            raise LTXLayoutError(f"{source}: no VAE weights found next to a CausalVideoAutoencoder config")
+        return _build(
+            LTXVideoVAE, layout.vae_config, _stream(files, _vae_renamer(layout), dtype, device), source
+        )
+    if name not in ("", "AutoencoderKLLTXVideo"):
+        raise LTXLayoutError(f"{source}/config.json holds a {name!r}, expected AutoencoderKLLTXVideo")
+    cfg = LTXVAEConfig.from_diffusers(data)
+    return _build(LTXVideoVAE, cfg, _stream(files, lambda k: k, dtype, device), source)
+
+
+def _vae_renamer(layout: LTXLayout) -> Any:
+    prefix = layout.vae_prefix or ""
+
+    def rename(key: str) -> str | None:
+        if not key.startswith(prefix) or (prefix == "" and layout.transformer_prefix is not None):
+            return None
+        if layout.kind == "original":
+            return vae_key_from_original(key, layout.vae_layout or "0.9.0")
+        return key[len(prefix) :]
+
+    return rename
+
+
+def _transformer_renamer(layout: LTXLayout) -> Any:
+    prefix = layout.transformer_prefix or ""
+
+    def rename(key: str) -> str | None:
+        if not key.startswith(prefix) or (prefix == "" and key.startswith(VAE_PREFIX)):
+            return None
+        return transformer_key_from_original(key) if layout.kind == "original" else key[len(prefix) :]
+
+    return rename
+
+
+def load_ltx(
+    path: str | os.PathLike,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+    num_attention_heads: int | None = None,
+    components: tuple[str, ...] = ("transformer", "vae"),
+) -> LTXModels:
+    """Load an LTX-Video checkpoint: an original single ``.safetensors`` (``model.diffusion_model.*`` +
+    ``vae.*``, or either part alone), a diffusers pipeline folder (``transformer/`` + ``vae/``) or one
+    diffusers component folder. ``dtype`` None keeps the stored dtypes. Missing/unexpected keys raise."""
+    for c in components:
+        if c not in ("transformer", "vae"):
+            raise ValueError(f"components={components!r}: each must be 'transformer' or 'vae'")
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"LTX checkpoint {str(path)!r} does not exist")
+    if path.is_file():
+        shapes, metadata = read_shapes(path)
+        layout = detect_ltx_layout(shapes, metadata, num_attention_heads, source=str(path))
+        if layout.ignored_keys:
+            log.info(
+                "%s: ignoring %d non-model keys, e.g. %s",
+                path,
+                len(layout.ignored_keys),
+                layout.ignored_keys[:3],
+            )
+        transformer = vae = None
+        if "transformer" in components and layout.transformer_config is not None:
+            state = _stream([path], _transformer_renamer(layout), dtype, device)
+            transformer = _build(
+                LTXVideoTransformer, layout.transformer_config, state, f"{path} (transformer)"
+            )
+        if "vae" in components and layout.vae_config is not None:
+            state = _stream([path], _vae_renamer(layout), dtype, device)
+            vae = _build(LTXVideoVAE, layout.vae_config, state, f"{path} (vae)")
+        return LTXModels(transformer, vae, layout)
+    # folders
+    subdirs = {c: path / c for c in ("transformer", "vae") if (path / c / "config.json").is_file()}
+    if not subdirs:
+        if not (path / "config.json").is_file():
+            raise LTXLayoutError(
+                f"{str(path)!r} is neither a safetensors file nor a diffusers folder (no model_index.json, "
+                f"transformer/config.json, vae/config.json or config.json); found {sorted(os.listdir(path))}"
+            )
+        name = _component_config(path).get("_class_name", "")
+        kind = "transformer" if name == "LTXVideoTransformer3DModel" else "vae"
+        if name not in ("LTXVideoTransformer3DModel", "AutoencoderKLLTXVideo", "CausalVideoAutoencoder"):
+            raise LTXLayoutError(f"{path}/config.json has _class_name={name!r}, not an LTX-Video component")
+        subdirs = {kind: path}
+    transformer = vae = None
+    if "transformer" in components and "transformer" in subdirs:
+        transformer = _load_component_folder(subdirs["transformer"], "transformer", dtype, device, None)
+    if "vae" in components and "vae" in subdirs:
+        vae = _load_component_folder(subdirs["vae"], "vae", dtype, device, None)
+    t_cfg = transformer.config if transformer is not None else None
+    v_cfg = vae.config if vae is not None else None
+    version = "0.9.7" if t_cfg is not None and t_cfg.num_layers == 48 else None
+    v_layout = None
+    if vae is not None:
+        v_layout = _vae_layout_of(set(vae.state_dict()))
+        version = version or v_layout
+    layout = LTXLayout(
+        "diffusers", version, "" if t_cfg else None, "" if v_cfg else None, v_layout, t_cfg, v_cfg
+    )
+    return LTXModels(transformer, vae, layout)
+
+
+def load_ltx_transformer(
+    path: str | os.PathLike,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+    num_attention_heads: int | None = None,
+) -> LTXVideoTransformer:
+    """The LTX transformer of a single file or diffusers folder (see :func:`load_ltx`)."""
+    models = load_ltx(path, dtype, device, num_attention_heads, components=("transformer",))
+    if models.transformer is None:
+        raise LTXLayoutError(f"{str(path)!r} holds no LTX-Video transformer weights")
+    return models.transformer
+
+
+def load_ltx_vae(
+    path: str | os.PathLike, dtype: torch.dtype | None = None, device: str | torch.device = "cpu"
+) -> LTXVideoVAE:
+    """The LTX VAE of a single file or diffusers folder (see :func:`load_ltx`)."""
+    models = load_ltx(path, dtype, device, components=("vae",))
+    if models.vae is None:
+        raise LTXLayoutError(f"{str(path)!r} holds no LTX-Video VAE weights")
+    return models.vae
