@@ -1,0 +1,194 @@
+"""Loader nodes: VidCore model folders, VAE checkpoints, text encoders, captioners (cached across runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import _host
+
+PIPELINE_MARKER = "pipeline.json"
+PRECISION_TIP = "Weights dtype. auto = fp32 on the CPU, bf16 on CUDA."
+
+
+def model_choices() -> dict[str, Path]:
+    """Loadable VidCore models: folders in models/vidcore and models/diffusion_models, then built-ins."""
+    from vidcore.pipeline import builtin_models, resolve_model_path
+
+    found = _host.list_model_dirs(_host.SEARCHED_MODEL_FOLDERS, PIPELINE_MARKER)
+    for name in builtin_models():
+        found.setdefault(name, resolve_model_path(name))
+    return found
+
+
+def vae_choices() -> dict[str, Path]:
+    """VidCore VAE checkpoints: ``<model>/vae.safetensors`` of every model, and files in models/vae."""
+    found = {f"{name}/vae.safetensors": p / "vae.safetensors" for name, p in model_choices().items()}
+    for root in _host.model_folders("vae"):
+        for f in sorted(root.rglob("*.safetensors")):
+            found.setdefault(f.relative_to(root).as_posix(), f)
+    return {k: v for k, v in found.items() if v.is_file()}
+
+
+def text_encoder_choices() -> dict[str, Path | str]:
+    """Built-in encoders ("minilm") and transformers folders in models/text_encoders and models/LLM."""
+    from vidcore.text import BUILTINS
+
+    found: dict[str, Path | str] = dict(
+        _host.list_model_dirs(("text_encoders", _host.LLM_FOLDER), "config.json")
+    )
+    for name in BUILTINS:
+        found.setdefault(name, name)
+    return found
+
+
+def captioner_choices() -> dict[str, Path]:
+    """SmolVLM2 folders (config.json + weights) in models/LLM."""
+    return _host.list_model_dirs((_host.LLM_FOLDER,), "config.json")
+
+
+def _pick(choices: dict, name: str, what: str, where: str):
+    if name not in choices:
+        listed = sorted(choices) or ["(none found)"]
+        raise ValueError(f"{what}={name!r} was not found in {where}; available: {listed}")
+    return choices[name]
+
+
+def _device_dtype(precision: str):
+    device = _host.torch_device()
+    return device, _host.resolve_precision(precision, device)
+
+
+class VidCoreLoadModel:
+    DESCRIPTION = (
+        "Load a VidCore text-to-video model folder (pipeline.json + dit.safetensors + vae.safetensors) from "
+        "models/vidcore or models/diffusion_models, or a built-in model such as 'tiny'. Outputs the "
+        "diffusion transformer, its VAE and its text encoder. Loaded models are cached across runs."
+    )
+    CATEGORY = "VidCore/loaders"
+    FUNCTION = "load"
+    RETURN_TYPES = ("VIDCORE_MODEL", "VIDCORE_VAE", "VIDCORE_TEXT_ENCODER")
+    RETURN_NAMES = ("model", "vae", "text_encoder")
+    OUTPUT_TOOLTIPS = (
+        "The video diffusion transformer.",
+        "The model's video VAE.",
+        "The model's text encoder.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        names = sorted(model_choices())
+        return {
+            "required": {
+                "model_name": (
+                    names,
+                    {
+                        "tooltip": "Model folder (models/vidcore, models/diffusion_models) "
+                        "or built-in model name."
+                    },
+                ),
+                "precision": (list(_host.PRECISIONS), {"default": "auto", "tooltip": PRECISION_TIP}),
+            }
+        }
+
+    def load(self, model_name: str, precision: str):
+        from vidcore.pipeline import load_pipeline
+
+        path = _pick(
+            model_choices(), model_name, "model_name", "models/vidcore, models/diffusion_models or built-ins"
+        )
+        device, dtype = _device_dtype(precision)
+        pipe = _host.MODELS.get("pipeline", path, device, dtype, lambda: load_pipeline(path, device, dtype))
+        return (pipe, pipe.vae, pipe.text_encoder)
+
+
+class VidCoreLoadVAE:
+    DESCRIPTION = (
+        "Load a VidCore causal video VAE checkpoint on its own (a model folder's vae.safetensors or a "
+        "file in models/vae), e.g. to swap the VAE of a model. Cached across runs."
+    )
+    CATEGORY = "VidCore/loaders"
+    FUNCTION = "load"
+    RETURN_TYPES = ("VIDCORE_VAE",)
+    RETURN_NAMES = ("vae",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "vae_name": (sorted(vae_choices()), {"tooltip": "VidCore VAE checkpoint (safetensors)."}),
+                "precision": (list(_host.PRECISIONS), {"default": "auto", "tooltip": PRECISION_TIP}),
+            }
+        }
+
+    def load(self, vae_name: str, precision: str):
+        from vidcore.models.vae import CausalVAE3D
+
+        path = _pick(vae_choices(), vae_name, "vae_name", "model folders and models/vae")
+        device, dtype = _device_dtype(precision)
+        vae = _host.MODELS.get(
+            "vae", path, device, dtype, lambda: CausalVAE3D.from_checkpoint(path, device=device, dtype=dtype)
+        )
+        return (vae,)
+
+
+class VidCoreLoadTextEncoder:
+    DESCRIPTION = (
+        "Load a text encoder (T5 / UMT5 / CLIP-text / BERT transformers folder from models/text_encoders or "
+        "models/LLM, or the built-in 'minilm'). Cached across runs."
+    )
+    CATEGORY = "VidCore/loaders"
+    FUNCTION = "load"
+    RETURN_TYPES = ("VIDCORE_TEXT_ENCODER",)
+    RETURN_NAMES = ("text_encoder",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "encoder_name": (
+                    sorted(text_encoder_choices()),
+                    {"tooltip": "Text encoder folder or built-in."},
+                ),
+                "precision": (list(_host.PRECISIONS), {"default": "auto", "tooltip": PRECISION_TIP}),
+            }
+        }
+
+    def load(self, encoder_name: str, precision: str):
+        from vidcore.text import load_text_encoder
+
+        target = _pick(
+            text_encoder_choices(), encoder_name, "encoder_name", "models/text_encoders, models/LLM"
+        )
+        device, dtype = _device_dtype(precision)
+        enc = _host.MODELS.get(
+            "text", target, device, dtype, lambda: load_text_encoder(target, device=device, dtype=dtype)
+        )
+        return (enc,)
+
+
+class VidCoreLoadCaptioner:
+    DESCRIPTION = (
+        "Load a SmolVLM2 video captioner from a folder in models/LLM (config.json, safetensors, tokenizer). "
+        "Offline only; cached across runs."
+    )
+    CATEGORY = "VidCore/loaders"
+    FUNCTION = "load"
+    RETURN_TYPES = ("VIDCORE_CAPTIONER",)
+    RETURN_NAMES = ("captioner",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model_name": (sorted(captioner_choices()), {"tooltip": "SmolVLM2 folder in models/LLM."}),
+                "precision": (list(_host.PRECISIONS), {"default": "auto", "tooltip": PRECISION_TIP}),
+            }
+        }
+
+    def load(self, model_name: str, precision: str):
+        from vidcore.caption import load_captioner
+
+        path = _pick(captioner_choices(), model_name, "model_name", "models/LLM")
+        device, dtype = _device_dtype(precision)
+        cap = _host.MODELS.get("captioner", path, device, dtype, lambda: load_captioner(path, device, dtype))
+        return (cap,)

@@ -1,0 +1,212 @@
+"""End to end in a real ComfyUI (CPU): the pack loads, /object_info lists our nodes, every API workflow runs
+through POST /prompt to a decodable video, /interrupt cancels a run without leaving a file.
+
+Needs ``COMFYUI_DIR`` (a ComfyUI checkout; its python is ``COMFYUI_PYTHON``, else
+``$COMFYUI_DIR/venv/bin/python``, else this interpreter). The server runs on 127.0.0.1 on a free port,
+with our pack, models, input and output folders in a temporary directory (nothing written into the
+ComfyUI install).
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+
+from vidcore.io.video import read_video
+
+from ._node_fixtures import INPUT_VIDEO, make_captioner, make_models_root, write_input_video
+
+torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parents[1]
+PACK_NAME = "ComfyUI-VidCore"
+COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
+pytestmark = pytest.mark.skipif(
+    not COMFYUI_DIR, reason="COMFYUI_DIR is not set: no ComfyUI checkout to run the end-to-end test against"
+)
+START_TIMEOUT_S = 240
+RUN_TIMEOUT_S = 300
+
+
+def _python() -> str:
+    if os.environ.get("COMFYUI_PYTHON"):
+        return os.environ["COMFYUI_PYTHON"]
+    venv = Path(COMFYUI_DIR or ".") / "venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, url: str, proc: subprocess.Popen, log: Path, output: Path, started_s: float):
+        self.url, self.proc, self.log, self.output, self.started_s = url, proc, log, output, started_s
+
+    def get(self, path: str):
+        with urllib.request.urlopen(self.url + path, timeout=30) as r:
+            body = r.read()
+        return json.loads(body) if body[:1] in (b"{", b"[") else body
+
+    def post(self, path: str, payload) -> tuple[int, dict]:
+        req = urllib.request.Request(
+            self.url + path, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                body = r.read()
+                return r.status, (json.loads(body) if body else {})
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    def submit(self, prompt: dict) -> str:
+        status, body = self.post("/prompt", {"prompt": prompt, "client_id": uuid.uuid4().hex})
+        assert status == 200 and not body.get("node_errors"), body
+        return body["prompt_id"]
+
+    def wait(self, prompt_id: str) -> dict:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while time.monotonic() < deadline:
+            hist = self.get(f"/history/{prompt_id}")
+            if prompt_id in hist and hist[prompt_id]["status"].get("completed") is not None:
+                entry = hist[prompt_id]
+                if entry["status"]["status_str"] in ("success", "error"):
+                    return entry
+            assert self.proc.poll() is None, "ComfyUI exited:\n" + self.log.read_text()[-3000:]
+            time.sleep(0.25)
+        raise TimeoutError(f"prompt {prompt_id} did not finish in {RUN_TIMEOUT_S} s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("comfy")
+    models = make_models_root(base / "models")
+    make_captioner(models)
+    (base / "packs").mkdir()
+    (base / "packs" / PACK_NAME).symlink_to(ROOT, target_is_directory=True)
+    for sub in ("input", "output", "user", "temp"):
+        (base / sub).mkdir()
+    write_input_video(base / "input")
+    yaml = base / "extra_model_paths.yaml"
+    yaml.write_text(
+        "vidcore_e2e:\n"
+        f"  base_path: {models}\n"
+        f"  custom_nodes: {base / 'packs'}\n"
+        "  vidcore: vidcore\n  text_encoders: text_encoders\n  LLM: LLM\n"
+    )
+    port = _free_port()
+    log = base / "comfyui.log"
+    cmd = [
+        _python(), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
+        "--extra-model-paths-config", str(yaml), "--input-directory", str(base / "input"),
+        "--output-directory", str(base / "output"), "--temp-directory", str(base / "temp"),
+        "--user-directory", str(base / "user"), "--database-url", "sqlite:///:memory:",
+    ]  # fmt: skip
+    env = {**os.environ, "DO_NOT_TRACK": "1", "COMFY_NO_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"}
+    t0 = time.monotonic()
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, cwd=COMFYUI_DIR, stdout=fh, stderr=subprocess.STDOUT, env=env)
+    srv = Server(f"http://127.0.0.1:{port}", proc, log, base / "output", 0.0)
+    try:
+        while True:
+            assert proc.poll() is None, "ComfyUI exited during start:\n" + log.read_text()[-3000:]
+            assert time.monotonic() - t0 < START_TIMEOUT_S, "ComfyUI did not answer /object_info in time"
+            try:
+                srv.get("/object_info/VidCoreSampler")
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.5)
+        srv.started_s = time.monotonic() - t0
+        print(f"\nComfyUI ready in {srv.started_s:.1f} s on {srv.url} (pid {proc.pid}, log {log})")
+        yield srv
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_pack_loads_and_lists_every_node(server):
+    from nodes import NODE_CLASS_MAPPINGS
+
+    info = server.get("/object_info")
+    ours = {k: v for k, v in info.items() if k.startswith("VidCore")}
+    assert set(ours) == set(NODE_CLASS_MAPPINGS)
+    assert all(v["python_module"] == f"custom_nodes.{PACK_NAME}" for v in ours.values())
+    assert "tiny" in ours["VidCoreLoadModel"]["input"]["required"]["model_name"][0]
+    assert INPUT_VIDEO in ours["VidCoreLoadVideo"]["input"]["required"]["video"][0]
+    log = server.log.read_text()
+    assert "IMPORT FAILED" not in log, log[-3000:]
+    assert f"/extensions/{PACK_NAME}/vidcore.js" in server.get("/extensions")
+    templates = server.get("/workflow_templates")
+    assert {"text_to_video_tiny", "score_video"} <= set(templates.get(PACK_NAME, [])), templates
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(p.stem for p in (ROOT / "workflows" / "api").glob("*.json")),
+)
+def test_api_workflow_runs_in_comfyui(server, name):
+    prompt = json.loads((ROOT / "workflows" / "api" / f"{name}.json").read_text())
+    log_start = len(server.log.read_text())
+    t0 = time.monotonic()
+    entry = server.wait(server.submit(prompt))
+    seconds = time.monotonic() - t0
+    log = server.log.read_text()[log_start:]
+    assert "Traceback" not in log and "!!! Exception" not in log and "Failed to validate" not in log, log
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"], indent=1)[-3000:]
+    saved = [e for out in entry["outputs"].values() for e in out.get("vidcore_videos", [])]
+    assert saved, entry["outputs"]
+    for e in saved:
+        path = server.output / e["subfolder"] / e["filename"]
+        frames, fps = read_video(path)
+        assert frames.shape[0] == e["frame_count"] and fps == pytest.approx(e["fps"])
+        served = server.get(f"/view?filename={e['filename']}&subfolder={e['subfolder']}&type=output")
+        assert served == path.read_bytes()
+        print(f"\n{name}: {seconds:.2f} s, {e['filename']} {tuple(frames.shape)} at {fps} fps")
+    if name == "score_video":
+        assert any("vidcore_metrics" in out for out in entry["outputs"].values())
+
+
+def test_bad_input_is_a_node_error_not_a_crash(server):
+    prompt = json.loads((ROOT / "workflows" / "api" / "score_video.json").read_text())
+    prompt["1"]["inputs"]["video"] = "../outside.mp4"
+    status, body = server.post("/prompt", {"prompt": prompt, "client_id": "t"})
+    assert status == 400 and "outside the folder" in json.dumps(body), body
+    prompt = json.loads((ROOT / "workflows" / "api" / "text_to_video_tiny.json").read_text())
+    prompt["4"]["inputs"]["num_frames"] = 16
+    entry = server.wait(server.submit(prompt))
+    assert entry["status"]["status_str"] == "error"
+    assert "num_frames=16 must be 1 + 4k" in json.dumps(entry["status"]["messages"])
+
+
+def test_interrupt_stops_the_run_and_leaves_no_file(server):
+    prompt = json.loads((ROOT / "workflows" / "api" / "text_to_video_tiny.json").read_text())
+    prompt["5"]["inputs"]["steps"] = 1000
+    prompt["7"]["inputs"]["filename_prefix"] = "cancelled/run"
+    prompt_id = server.submit(prompt)
+    deadline = time.monotonic() + 60
+    while not server.get("/queue")["queue_running"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(2.0)
+    t0 = time.monotonic()
+    server.post("/interrupt", {})
+    entry = server.wait(prompt_id)
+    print(f"\ninterrupt -> finished in {time.monotonic() - t0:.2f} s")
+    assert entry["status"]["status_str"] == "error"
+    assert "execution_interrupted" in json.dumps(entry["status"]["messages"])
+    assert not (server.output / "cancelled").exists() or not list((server.output / "cancelled").iterdir())

@@ -1,0 +1,202 @@
+"""Example workflows: every API file runs on tiny random models through a small in-test executor, and every
+UI file describes the same graph with widgets_values that line up with the node inputs (so it loads)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from nodes import NODE_CLASS_MAPPINGS, _host
+from vidcore.io.video import read_video
+
+from ._node_fixtures import make_captioner, make_models_root, write_input_video
+
+torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / "workflows"
+API_FILES = sorted((WORKFLOWS / "api").glob("*.json"))
+WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN")
+
+
+def load(path):
+    return json.loads(Path(path).read_text())
+
+
+def _inputs(cls):
+    spec = cls.INPUT_TYPES()
+    return spec["required"], spec.get("optional", {})
+
+
+def validate(api: dict) -> list[str]:
+    """Order to run the nodes in; raises like ComfyUI's validation would (unknown class, bad link, range)."""
+    for nid, node in api.items():
+        cls = NODE_CLASS_MAPPINGS.get(node["class_type"])
+        assert cls is not None, f"node {nid}: unknown class {node['class_type']}"
+        required, optional = _inputs(cls)
+        allowed = {**required, **optional}
+        assert set(required) <= set(node["inputs"]), (
+            f"node {nid}: missing {set(required) - set(node['inputs'])}"
+        )
+        assert set(node["inputs"]) <= set(allowed), f"node {nid}: unknown inputs"
+        for name, value in node["inputs"].items():
+            kind, *opts = allowed[name]
+            opt = opts[0] if opts else {}
+            if isinstance(value, list):
+                src, slot = value
+                assert src in api, f"node {nid}.{name}: link to missing node {src}"
+                src_cls = NODE_CLASS_MAPPINGS[api[src]["class_type"]]
+                assert slot < len(src_cls.RETURN_TYPES), f"node {nid}.{name}: bad output index {slot}"
+                out_kind = src_cls.RETURN_TYPES[slot]
+                assert out_kind == ("COMBO" if isinstance(kind, list) else kind), f"{nid}.{name}: {out_kind}"
+            elif isinstance(kind, list):
+                if name in ("model_name", "video"):
+                    continue  # lists depend on the folders; checked when the node runs
+                assert value in kind, f"node {nid}.{name}={value!r} not in {kind}"
+            else:
+                assert kind in WIDGET_KINDS, f"node {nid}.{name}: {kind} needs a link"
+                if "min" in opt:
+                    assert opt["min"] <= value <= opt["max"], f"node {nid}.{name}={value} out of range"
+    order, seen = [], set()
+
+    def visit(nid, stack=()):
+        assert nid not in stack, f"cycle through {nid}"
+        if nid in seen:
+            return
+        for value in api[nid]["inputs"].values():
+            if isinstance(value, list):
+                visit(value[0], (*stack, nid))
+        seen.add(nid)
+        order.append(nid)
+
+    for nid in api:
+        visit(nid)
+    return order
+
+
+def execute(api: dict) -> dict:
+    """Run the graph in topological order; returns {node_id: output dict or tuple}."""
+    results: dict = {}
+    for nid in validate(api):
+        node = api[nid]
+        cls = NODE_CLASS_MAPPINGS[node["class_type"]]
+        kwargs = {
+            k: (results[v[0]]["result"][v[1]] if isinstance(v, list) else v)
+            for k, v in node["inputs"].items()
+        }
+        out = getattr(cls(), cls.FUNCTION)(**kwargs)
+        results[nid] = out if isinstance(out, dict) else {"result": out}
+    return results
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = make_models_root(tmp_path_factory.mktemp("models"))
+    make_captioner(root)
+    inp, out = tmp_path_factory.mktemp("input"), tmp_path_factory.mktemp("output")
+    write_input_video(inp)
+    _host.set_folders(
+        models={k: [root / k] for k in ("vidcore", "text_encoders", "LLM")}, input_dir=inp, output_dir=out
+    )
+    yield {"input": inp, "output": out}
+    _host.set_folders(models={})
+
+
+def test_every_pair_exists_and_templates_are_ui_files():
+    names = {p.stem for p in API_FILES}
+    assert {
+        "text_to_video_tiny",
+        "text_to_video_pyramidal",
+        "video_to_video",
+        "score_video",
+        "caption_refine_regenerate",
+    } <= names
+    for name in names:
+        ui = load(WORKFLOWS / f"{name}.json")
+        assert {"nodes", "links", "version", "last_node_id", "last_link_id"} <= set(ui), name
+    # ComfyUI lists workflows/*.json (non-recursive) as templates: only UI files live there.
+    assert all("nodes" in load(p) for p in WORKFLOWS.glob("*.json"))
+
+
+@pytest.mark.parametrize("path", API_FILES, ids=[p.stem for p in API_FILES])
+def test_ui_file_matches_the_api_graph(path):
+    api, ui = load(path), load(WORKFLOWS / path.name)
+    by_id = {str(n["id"]): n for n in ui["nodes"]}
+    assert set(by_id) == set(api)
+    links = {link[0]: link for link in ui["links"]}
+    assert len(links) == len(ui["links"]) == ui["last_link_id"]
+    for nid, node in api.items():
+        un = by_id[nid]
+        assert un["type"] == node["class_type"]
+        cls = NODE_CLASS_MAPPINGS[node["class_type"]]
+        required, optional = _inputs(cls)
+        expected_values = []
+        for name, (kind, *opts) in {**required, **optional}.items():
+            opt = opts[0] if opts else {}
+            is_widget = (isinstance(kind, list) or kind in WIDGET_KINDS) and not opt.get("forceInput")
+            value = node["inputs"].get(name)
+            if isinstance(value, list):  # a link: find the UI input of that name and follow its link
+                slot = [i for i, inp in enumerate(un["inputs"]) if inp["name"] == name]
+                assert slot, f"{path.stem} node {nid}: input {name} missing in the UI file"
+                link = links[un["inputs"][slot[0]]["link"]]
+                assert [str(link[1]), link[2], int(link[3]), link[4]] == [
+                    value[0],
+                    value[1],
+                    int(nid),
+                    slot[0],
+                ]
+                assert by_id[value[0]]["outputs"][value[1]]["links"].count(link[0]) == 1
+            if is_widget:
+                expected_values.append(None if isinstance(value, list) else value)
+                if opt.get("control_after_generate"):
+                    expected_values.append("fixed")
+        got = [None if e is None else v for v, e in zip(un["widgets_values"], expected_values, strict=True)]
+        assert got == expected_values, f"{path.stem} node {nid} widgets_values"
+
+
+def _saved(results, api, output):
+    files = []
+    for nid, node in api.items():
+        if node["class_type"] == "VidCoreSaveVideo":
+            for entry in results[nid]["ui"]["vidcore_videos"]:
+                files.append((output / entry["subfolder"] / entry["filename"], node))
+    return files
+
+
+@pytest.mark.parametrize("path", API_FILES, ids=[p.stem for p in API_FILES])
+def test_api_workflow_runs_on_tiny_models(path, folders):
+    api = load(path)
+    results = execute(api)
+    saved = _saved(results, api, folders["output"])
+    for file, _node in saved:
+        frames, fps = read_video(file)
+        assert frames.shape[-1] == 3 and frames.shape[0] >= 4 and fps > 0
+    if path.stem.startswith("text_to_video") or path.stem == "caption_refine_regenerate":
+        ((file, _),) = saved
+        frames, fps = read_video(file)
+        assert frames.shape == (17, 64, 64, 3) and fps == 8.0 and float(frames.std()) > 0.01
+    if path.stem == "video_to_video":
+        ((file, _),) = saved
+        assert read_video(file)[0].shape == (9, 32, 32, 3)
+    if path.stem == "score_video":
+        metrics = results["4"]["result"]
+        assert 0 < metrics[0] <= 1 and metrics[1] >= 0 and metrics[2] > 0  # the test clip moves
+        assert results["3"]["result"][0] >= 0 and json.loads(metrics[3])["num_frames"] == 9
+    if path.stem == "caption_refine_regenerate":
+        prompt = results["11"]["result"][0]
+        assert prompt.endswith("cinematic, smooth motion") and len(prompt) > len("cinematic, smooth motion")
+
+
+def test_make_workflows_reproduces_the_files(tmp_path, monkeypatch):
+    sys.path.insert(0, str(WORKFLOWS))
+    try:
+        import make_workflows
+    finally:
+        sys.path.remove(str(WORKFLOWS))
+    for name, api in make_workflows.API.items():
+        assert load(WORKFLOWS / "api" / f"{name}.json") == json.loads(json.dumps(api)), name
+        ui = make_workflows.to_ui(api, NODE_CLASS_MAPPINGS)
+        ui["extra"]["title"] = make_workflows.TITLES[name]
+        assert load(WORKFLOWS / f"{name}.json") == json.loads(json.dumps(ui)), name
