@@ -203,7 +203,7 @@ def train_vae(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
         video = data.items(run.step * cfg.batch_size, cfg.batch_size)["video"]
         recon, post = model(video, sample=True, generator=gen)
         loss, parts = vae_loss(recon, video, post.kl(), cfg)
-        parts["loss"], parts["grad_norm"] = float(loss), run.optimise(loss)
+        parts["loss"], parts["grad_norm"] = loss.item(), run.optimise(loss)
         run.history.append({"step": run.step, **parts})
         bar.update(1)
         bar.set_postfix(loss=f"{parts['loss']:.4f}", rec=f"{parts['rec']:.4f}")
@@ -332,7 +332,7 @@ def train_dit(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
         pred = model(add_noise(x0, noise, sigma), sigma, emb, mask, pooled, rope_scale=scale)
         target = {"velocity": velocity_target(x0, noise), "epsilon": noise, "x0": x0}[dcfg.prediction]
         loss = F.mse_loss(pred, target)
-        parts = {"loss": float(loss), "grad_norm": run.optimise(loss), "lowres": float(scale[1] > 1)}
+        parts = {"loss": loss.item(), "grad_norm": run.optimise(loss), "lowres": float(scale[1] > 1)}
         run.history.append({"step": run.step, **parts})
         bar.update(1)
         bar.set_postfix(loss=f"{parts['loss']:.4f}")
