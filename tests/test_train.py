@@ -101,6 +101,35 @@ def test_dit_training_runs_and_resumes(tmp_path):
     assert any(p.abs().sum() > 0 for p in model.proj_out.parameters())  # the zero-init output layer learned
 
 
+def test_data_parallel_dit_training_matches_single_process(tmp_path):
+    text = make_bert_folder(tmp_path / "text")
+    vae_path = train_vae(_vae_cfg(tmp_path / "vae", 1), log=lambda m: None)
+    base = {
+        "kind": "dit",
+        "batch_size": 4,
+        "num_frames": 5,
+        "height": 32,
+        "width": 32,
+        "threads": 1,
+        "ckpt_every": 3,
+        "warmup_steps": 1,
+        "vae": str(vae_path),
+        "text_encoder": str(text),
+        "latent_cache": 8,
+        "steps": 3,
+        "lr": 1e-2,
+        "model": {"in_channels": 4, "out_channels": 4, "width": 16, "depth": 1, "heads": 2, "text_dim": 32},
+    }
+    one = train_dit(TrainConfig.from_dict({**base, "out_dir": str(tmp_path / "one")}), log=lambda m: None)
+    two = train_dit(TrainConfig.from_dict({**base, "out_dir": str(tmp_path / "two"), "processes": 2}))
+    a, b = SpacetimeDiT.from_checkpoint(one), SpacetimeDiT.from_checkpoint(two)
+    for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.allclose(x, y, atol=1e-5, rtol=1e-4), k
+    assert a.proj_out.weight.abs().sum() > 0  # the zero-initialised output layer was trained
+    with pytest.raises(ValueError, match="batch_size=3 must divide evenly over processes=2"):
+        TrainConfig.from_dict({**base, "out_dir": "x", "batch_size": 3, "processes": 2})
+
+
 def test_shipped_configs_load_and_bad_configs_fail():
     vae = load_train_config("tiny_vae")
     dit = load_train_config("tiny_dit")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ class TrainConfig(ConfigMixin):
     lowres_prob: float = 0.25
     pyramid_levels: int = 3
     latent_cache: int = 4096
+    processes: int = 1  # data-parallel worker processes (one torch thread each), DiT only
 
     def __post_init__(self) -> None:
         check_choice("TrainConfig.kind", self.kind, ("vae", "dit"))
@@ -71,6 +73,16 @@ class TrainConfig(ConfigMixin):
         if not 0 <= self.caption_dropout < 1 or not 0 <= self.lowres_prob < 1:
             raise ValueError(
                 f"caption_dropout={self.caption_dropout} and lowres_prob={self.lowres_prob} must be in [0, 1)"
+            )
+        if isinstance(self.processes, bool) or not isinstance(self.processes, int) or self.processes < 1:
+            raise ValueError(f"TrainConfig.processes={self.processes!r} must be a positive integer")
+        if self.batch_size % self.processes:
+            raise ValueError(
+                f"TrainConfig.batch_size={self.batch_size} must divide evenly over processes={self.processes}"
+            )
+        if self.kind == "vae" and self.processes != 1:
+            raise ValueError(
+                "data-parallel processes are implemented for DiT training only (use processes=1)"
             )
         if self.kind == "dit" and not self.vae:
             raise ValueError("a DiT run needs `vae`: the path of the trained VAE checkpoint")
@@ -139,11 +151,19 @@ def sample_sigmas(n: int, generator: torch.Generator) -> Tensor:
 class Run:
     """State shared by both trainers: model, EMA, optimiser, resume, checkpoints, progress."""
 
-    def __init__(self, cfg: TrainConfig, model: nn.Module, log: Callable[[str], None] = print) -> None:
-        self.cfg, self.model, self.log = cfg, model, log
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        model: nn.Module,
+        log: Callable[[str], None] = print,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        self.cfg, self.model, self.log, self.rank, self.world = cfg, model, log, rank, world
         self.out = Path(cfg.out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        if rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         self.ema = EMA(model, cfg.ema_decay)
         decay, no_decay = [], []
         for name, p in model.named_parameters():
@@ -166,6 +186,8 @@ class Run:
             group["lr"] = lr_at(self.step, self.cfg)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        if self.world > 1:
+            _average_gradients(self.model, self.world)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.opt.step()
         self.ema.update(self.model, self.step)
@@ -173,6 +195,8 @@ class Run:
         return float(norm)
 
     def checkpoint(self, extra: dict[str, Any] | None = None) -> None:
+        if self.rank != 0:
+            return
         info = {"history": self.history[-2000:], **(extra or {})}
         save_training_state(self.out / STATE_FILE, self.model, self.ema, self.opt, self.step, info)
 
@@ -182,10 +206,24 @@ class Run:
         return model.eval()
 
 
-def _bar(total: int, start: int):
+def _average_gradients(model: nn.Module, world: int) -> None:
+    """All-reduce (mean) every gradient across the data-parallel workers in one flat buffer."""
+    import torch.distributed as dist
+
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def _bar(total: int, start: int, disable: bool = False):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=start, desc="train", dynamic_ncols=True)
+    return tqdm(total=total, initial=start, desc="train", dynamic_ncols=True, disable=disable)
 
 
 def train_vae(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
@@ -283,7 +321,39 @@ class LatentCache:
 
 
 def train_dit(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
-    """Train a SpacetimeDiT with flow matching on frozen-VAE latents; writes ``dit.safetensors`` (EMA)."""
+    """Train a SpacetimeDiT with flow matching on frozen-VAE latents; writes ``dit.safetensors`` (EMA).
+
+    With ``processes > 1`` the batch is split over that many worker processes (gloo all-reduce of the
+    gradients on 127.0.0.1); the result equals a single-process run up to float summation order.
+    """
+    if cfg.processes == 1:
+        return _train_dit_worker(0, cfg, 1, log)
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_dit_worker_entry, args=(cfg, port), nprocs=cfg.processes, join=True)
+    return Path(cfg.out_dir) / "dit.safetensors"
+
+
+def _dit_worker_entry(rank: int, cfg: TrainConfig, port: int) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=cfg.processes
+    )
+    try:
+        _train_dit_worker(
+            rank, cfg, cfg.processes, lambda m: print(m, file=sys.stderr) if rank == 0 else None
+        )
+    finally:
+        dist.destroy_process_group()
+
+
+def _train_dit_worker(rank: int, cfg: TrainConfig, world: int, log: Callable[[str], None]) -> Path:
     from ..text import load_text_encoder
 
     torch.set_num_threads(cfg.threads)
@@ -296,11 +366,11 @@ def train_dit(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
             f"text encoder {cfg.text_encoder!r} has width {text.dim}, DiT text_dim={dcfg.text_dim}"
         )
     model = SpacetimeDiT(dcfg).train()
-    run = Run(cfg, model, log)
+    run = Run(cfg, model, log, rank, world)
     data = ShapeVideoDataset(cfg.seed, cfg.num_frames, cfg.height, cfg.width)
     # The cache window moves every `latent_cache` steps' worth of items so the model sees fresh videos.
     cache: LatentCache | None = None
-    bar = _bar(cfg.steps, run.step)
+    bar = _bar(cfg.steps, run.step, disable=rank != 0)
     t0 = time.time()
     _, _, lat_h, lat_w = vae.latent_shape(cfg.num_frames, cfg.height, cfg.width)
     step_px = dcfg.patch_s
@@ -329,15 +399,33 @@ def train_dit(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
             scale = (1.0, 1.0, 1.0)
         noise = torch.randn(x0.shape, generator=gen)
         sigma = sample_sigmas(x0.shape[0], gen)
+        if world > 1:  # every worker draws the whole batch (same RNG stream) and keeps its share
+            mine = slice(rank, None, world)
+            x0, noise, sigma, emb, mask = x0[mine], noise[mine], sigma[mine], emb[mine], mask[mine]
+            pooled = None if pooled is None else pooled[mine]
         pred = model(add_noise(x0, noise, sigma), sigma, emb, mask, pooled, rope_scale=scale)
         target = {"velocity": velocity_target(x0, noise), "epsilon": noise, "x0": x0}[dcfg.prediction]
         loss = F.mse_loss(pred, target)
-        parts = {"loss": loss.item(), "grad_norm": run.optimise(loss), "lowres": float(scale[1] > 1)}
+        parts = {
+            "loss": _mean_over_workers(loss.detach(), world),
+            "grad_norm": run.optimise(loss),
+            "lowres": float(scale[1] > 1),
+        }
         run.history.append({"step": run.step, **parts})
         bar.update(1)
         bar.set_postfix(loss=f"{parts['loss']:.4f}")
-        if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps:
+        if (run.step % cfg.ckpt_every == 0 or run.step == cfg.steps) and rank == 0:
             run.checkpoint({"wall_s": time.time() - t0})
             export_ema(run, lambda: SpacetimeDiT(dcfg), "dit.safetensors")
     bar.close()
     return run.out / "dit.safetensors"
+
+
+def _mean_over_workers(value: Tensor, world: int) -> float:
+    if world > 1:
+        import torch.distributed as dist
+
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= world
+    return value.item()
