@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from vidcore.models.dit import SpacetimeDiT
+from vidcore.models.dit import DiTConfig, SpacetimeDiT
 from vidcore.models.vae import CausalVAE3D
 from vidcore.train.trainer import TrainConfig, load_train_config, lr_at, train_dit, train_vae, vae_loss
 
@@ -155,3 +155,23 @@ def test_lr_schedule_and_vae_loss_values():
     _, parts = vae_loss(shifted, video, torch.zeros(1), cfg)
     # L1 + L2 of 0.1 everywhere, weighted 10x on the 16 object pixels of 64: mean weight (48 + 160) / 64
     assert parts["rec"] == pytest.approx((0.1 + 0.01) * (48 + 160) / 64, rel=1e-5)
+
+
+def test_export_assembles_a_loadable_model_folder(tmp_path):
+    from vidcore.pipeline import PipelineConfig, load_pipeline
+    from vidcore.train.export import export_model
+
+    text = make_bert_folder(tmp_path / "text")
+    vae_path = train_vae(_vae_cfg(tmp_path / "vae", 1), log=lambda m: None)
+    dit = SpacetimeDiT(DiTConfig(in_channels=4, out_channels=4, width=16, depth=1, heads=2, text_dim=32))
+    dit_path = dit.save(tmp_path / "dit.safetensors")
+    cfg = PipelineConfig(name="t", text_encoder=str(text), num_frames=5, height=32, width=32, steps=2)
+    out = export_model(vae_path, dit_path, tmp_path / "model", cfg)
+    assert sorted(p.name for p in out.iterdir()) == ["dit.safetensors", "pipeline.json", "vae.safetensors"]
+    assert load_pipeline(out).generate("a red circle").shape == (5, 32, 32, 3)
+    with pytest.raises(FileExistsError):
+        export_model(vae_path, dit_path, out, cfg)
+    bad = SpacetimeDiT(DiTConfig(in_channels=6, out_channels=6, width=16, depth=1, heads=2, text_dim=32))
+    with pytest.raises(ValueError, match="latent_channels=4 does not fit DiT in_channels=6"):
+        export_model(vae_path, bad.save(tmp_path / "bad.safetensors"), tmp_path / "other", cfg)
+    assert not (tmp_path / "other").exists()
