@@ -8,15 +8,45 @@ from . import _host
 
 PIPELINE_MARKER = "pipeline.json"
 PRECISION_TIP = "Weights dtype. auto = fp32 on the CPU, bf16 on CUDA."
+LTX_FOLDERS = ("checkpoints", "diffusion_models")  # where ComfyUI users keep LTX-Video files
+AUTO_TEXT_ENCODER = "auto"
+_ltx_seen: dict[tuple, bool] = {}  # (path, size, mtime) -> is an LTX checkpoint (headers are read once)
+
+
+def _is_ltx(path: Path) -> bool:
+    from vidcore.models.ltx.entrypoints import is_ltx_checkpoint
+
+    key = (str(path), _host.ModelCache.stamp(path))
+    if key not in _ltx_seen:
+        _ltx_seen[key] = is_ltx_checkpoint(path)
+    return _ltx_seen[key]
+
+
+def ltx_choices() -> dict[str, Path]:
+    """LTX-Video checkpoints: single .safetensors files (transformer + VAE) and diffusers folders in
+    models/checkpoints and models/diffusion_models (what vidcore's detect_ltx_layout accepts)."""
+    found: dict[str, Path] = {}
+    for kind in LTX_FOLDERS:
+        for root in _host.model_folders(kind):
+            for f in sorted(root.rglob("*.safetensors")):
+                if _is_ltx(f):
+                    found.setdefault(f.relative_to(root).as_posix(), f)
+            for child in sorted(root.iterdir()):
+                if child.is_dir() and _is_ltx(child):
+                    found.setdefault(child.name, child)
+    return found
 
 
 def model_choices() -> dict[str, Path]:
-    """Loadable VidCore models: folders in models/vidcore and models/diffusion_models, then built-ins."""
+    """Loadable models: VidCore folders in models/vidcore and models/diffusion_models, built-ins, then
+    LTX-Video checkpoints (models/checkpoints, models/diffusion_models)."""
     from vidcore.pipeline import builtin_models, resolve_model_path
 
     found = _host.list_model_dirs(_host.SEARCHED_MODEL_FOLDERS, PIPELINE_MARKER)
     for name in builtin_models():
         found.setdefault(name, resolve_model_path(name))
+    for name, path in ltx_choices().items():
+        found.setdefault(name, path)
     return found
 
 
@@ -41,6 +71,11 @@ def text_encoder_choices() -> dict[str, Path | str]:
     return found
 
 
+def ltx_text_encoder_choices() -> dict[str, Path]:
+    """Transformers text encoder folders in models/text_encoders (the T5 an LTX checkpoint needs)."""
+    return _host.list_model_dirs(("text_encoders",), "config.json")
+
+
 def captioner_choices() -> dict[str, Path]:
     """SmolVLM2 folders (config.json + weights) in models/LLM."""
     return _host.list_model_dirs((_host.LLM_FOLDER,), "config.json")
@@ -61,8 +96,10 @@ def _device_dtype(precision: str):
 class VidCoreLoadModel:
     DESCRIPTION = (
         "Load a VidCore text-to-video model folder (pipeline.json + dit.safetensors + vae.safetensors) from "
-        "models/vidcore or models/diffusion_models, or a built-in model such as 'tiny'. Outputs the "
-        "diffusion transformer, its VAE and its text encoder. Loaded models are cached across runs."
+        "models/vidcore or models/diffusion_models, a built-in model such as 'tiny', or an LTX-Video "
+        "checkpoint (single .safetensors with transformer + VAE, or a diffusers folder) from "
+        "models/checkpoints or models/diffusion_models with a T5 text encoder. Outputs the diffusion "
+        "transformer, its VAE and its text encoder. Loaded models are cached across runs."
     )
     CATEGORY = "VidCore/loaders"
     FUNCTION = "load"
@@ -87,18 +124,46 @@ class VidCoreLoadModel:
                     },
                 ),
                 "precision": (list(_host.PRECISIONS), {"default": "auto", "tooltip": PRECISION_TIP}),
-            }
+            },
+            # Appended (optional, so saved workflows without it still validate).
+            "optional": {
+                "text_encoder_name": (
+                    [AUTO_TEXT_ENCODER, *sorted(ltx_text_encoder_choices())],
+                    {
+                        "default": AUTO_TEXT_ENCODER,
+                        "tooltip": "LTX-Video only: T5-v1.1-XXL folder in models/text_encoders (config.json, "
+                        "model.safetensors, tokenizer). auto = the diffusers folder's own text_encoder/.",
+                    },
+                ),
+            },
         }
 
-    def load(self, model_name: str, precision: str):
+    def load(self, model_name: str, precision: str, text_encoder_name: str | None = None):
+        from vidcore.models.ltx.pipeline import LTXPipeline
         from vidcore.pipeline import load_pipeline
 
         path = _pick(
-            model_choices(), model_name, "model_name", "models/vidcore, models/diffusion_models or built-ins"
+            model_choices(),
+            model_name,
+            "model_name",
+            "models/vidcore, models/diffusion_models, models/checkpoints (LTX-Video) or built-ins",
         )
+        text = None
+        if text_encoder_name not in (None, AUTO_TEXT_ENCODER):
+            text = _pick(
+                ltx_text_encoder_choices(), text_encoder_name, "text_encoder_name", "models/text_encoders"
+            )
         device, dtype = _device_dtype(precision)
-        pipe = _host.MODELS.get("pipeline", path, device, dtype, lambda: load_pipeline(path, device, dtype))
-        return (pipe, pipe.vae, pipe.text_encoder)
+        pipe = _host.MODELS.get(
+            f"pipeline:{text}" if text else "pipeline",
+            path,
+            device,
+            dtype,
+            lambda: load_pipeline(path, device, dtype, text_encoder=text),
+        )
+        # LTX: LATENT holds normalised latents; latent_vae is the LTX VAE with vidcore's VAE interface.
+        vae = pipe.latent_vae if isinstance(pipe, LTXPipeline) else pipe.vae
+        return (pipe, vae, pipe.text_encoder)
 
 
 class VidCoreLoadVAE:

@@ -102,9 +102,26 @@ def run_sampler(
     guidance_rescale: float,
     levels: int,
 ):
-    """Shared body of both sampler nodes: convert types, draw seeded noise, call vidcore.sample_latents."""
+    """Shared body of both sampler nodes: convert types, draw seeded noise, call vidcore.sample_latents
+    (LTX-Video models: their own LTXPipeline.sample, see :func:`run_ltx_sampler`)."""
+    from vidcore.models.ltx.pipeline import LTXPipeline
     from vidcore.pipeline import sample_latents
 
+    if isinstance(model, LTXPipeline):
+        return run_ltx_sampler(
+            model,
+            positive,
+            negative,
+            latent_image,
+            seed,
+            steps,
+            guidance,
+            schedule,
+            shift,
+            sampler,
+            denoise,
+            guidance_rescale,
+        )
     dit = model.dit
     samples = latent_samples(latent_image, "latent_image")
     if samples.shape[1] != dit.config.in_channels:
@@ -150,10 +167,62 @@ def run_sampler(
     return (make_latent(out.float().to(_host.intermediate_device())),)
 
 
+def run_ltx_sampler(
+    model,
+    positive,
+    negative,
+    latent_image,
+    seed: int,
+    steps: int,
+    guidance: float,
+    schedule: str,
+    shift: float,
+    sampler: str,
+    denoise: float,
+    guidance_rescale: float,
+):
+    """The sampler nodes on an LTX-Video model: same conversions and seeded noise, one LTXPipeline.sample
+    call (LTX's own schedule at the model's frame rate; a pyramidal schedule, a shift != 1 or denoise < 1
+    are refused there by name)."""
+    cfg = model.transformer.config
+    samples = latent_samples(latent_image, "latent_image")
+    if samples.shape[1] != cfg.in_channels:
+        raise ValueError(
+            f"latent_image has {samples.shape[1]} channels but the LTX-Video model takes {cfg.in_channels}; "
+            "use latents made with this model's VAE"
+        )
+    param = next(model.transformer.parameters())
+    batch = samples.shape[0]
+    conv = dict(
+        text_dim=cfg.caption_channels, needs_pooled=False, batch=batch, device=param.device, dtype=param.dtype
+    )
+    cond = from_conditioning(positive, "positive", **conv)
+    uncond = from_conditioning(negative, "negative", **conv) if guidance != 1.0 else None
+    cond, uncond = pad_pair(cond, uncond)
+    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    noise = torch.randn(samples.shape, generator=generator, dtype=torch.float32)
+    with _host.Progress(steps, "vidcore sampling (LTX-Video)") as bar, torch.no_grad():
+        out = model.sample(
+            noise,
+            cond,
+            uncond,
+            steps,
+            guidance,
+            guidance_rescale,
+            sampler=sampler,
+            callback=bar.sampler_callback(),
+            schedule=schedule,
+            shift=shift,
+            denoise=denoise,
+        )
+    return (make_latent(out.float().to(_host.intermediate_device())),)
+
+
 class VidCoreSampler:
     DESCRIPTION = (
         "Flow-matching sampler for VidCore models: text-to-video from empty latents, or video-to-video "
-        "from encoded video with denoise < 1 (SDEdit). Progress and cancel every step."
+        "from encoded video with denoise < 1 (SDEdit). Progress and cancel every step. LTX-Video models "
+        "run their own schedule here (keep schedule 'flow' and shift 1.0; denoise < 1 is not supported)."
     )
     CATEGORY = "VidCore/sampling"
     FUNCTION = "sample"
@@ -205,7 +274,8 @@ class VidCoreSampler:
         denoise,
         guidance_rescale,
     ):
-        levels = model.config.pyramid_stages if schedule == "pyramidal" else 1
+        # LTX-Video configs have no pyramid stages (its sampler refuses schedule='pyramidal' by name).
+        levels = getattr(model.config, "pyramid_stages", 1) if schedule == "pyramidal" else 1
         return run_sampler(
             model,
             positive,

@@ -14,6 +14,8 @@ EPILOG = """examples:
   vidcore generate "a red circle moving right" -o out.mp4
   vidcore generate "a blue square sliding up" -o up.gif --steps 20 --guidance 4 --seed 3
   vidcore generate "green triangle drifting left" -o left.mp4 --schedule pyramidal
+  vidcore generate "a fox in the snow" -o fox.mp4 --model ltx-video-2b-v0.9.5.safetensors \
+      --text-encoder /models/t5-v1_1-xxl --frames 97 --height 480 --width 704 --steps 30 --device cuda
   vidcore score out.mp4 --prompt "a red circle moving right" --clip /models/clip-vit-base-patch32
   vidcore caption clip.mp4 --model /models/SmolVLM2-256M-Video-Instruct --as-prompt
   vidcore train vae --config tiny_vae
@@ -29,9 +31,23 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("prompt", help="what the video should show; an empty string generates unconditionally")
     p.add_argument("-o", "--output", required=True, help="output file (.mp4, .webm, .gif or .webp)")
-    p.add_argument("--model", default="tiny", help="built-in model name or model folder (default: tiny)")
+    p.add_argument(
+        "--model",
+        default="tiny",
+        help="built-in model name, vidcore model folder, or LTX-Video checkpoint (single .safetensors or "
+        "diffusers folder) (default: tiny)",
+    )
+    p.add_argument(
+        "--text-encoder",
+        default=None,
+        metavar="DIR",
+        help="LTX-Video only: T5-v1.1-XXL transformers folder (config.json, model.safetensors, tokenizer) "
+        "for checkpoints without a text_encoder/ folder",
+    )
     p.add_argument("--negative", default="", help="negative prompt (the CFG unconditional branch)")
-    p.add_argument("--frames", type=int, default=None, help="number of frames (1 + 4k for the tiny VAE)")
+    p.add_argument(
+        "--frames", type=int, default=None, help="number of frames (1 + 4k for tiny, 8k + 1 for LTX)"
+    )
     p.add_argument("--height", type=int, default=None, help="frame height in pixels")
     p.add_argument("--width", type=int, default=None, help="frame width in pixels")
     p.add_argument("--steps", type=int, default=None, help="sampling steps")
@@ -40,7 +56,12 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--schedule", choices=("flow", "pyramidal"), default=None, help="sigma schedule")
     p.add_argument("--shift", type=float, default=None, help="timestep shift of the flow schedule")
     p.add_argument("--sampler", choices=("euler", "heun", "euler_ancestral"), default=None)
-    p.add_argument("--fps", type=float, default=None, help="frames per second of the written file")
+    p.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help="frames per second of the written file (LTX-Video: also the frame rate it is conditioned on)",
+    )
     p.add_argument("--format", choices=FORMATS, default=None, help="container (default: from the suffix)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -59,7 +80,11 @@ def _run_generate(args: argparse.Namespace) -> int:
         raise SystemExit(f"vidcore generate: output folder {str(out.parent)!r} does not exist")
     if out.exists() and not args.overwrite:
         raise SystemExit(f"vidcore generate: {str(out)!r} exists; pass --overwrite to replace it")
-    pipe = load_pipeline(args.model, device=args.device)
+    pipe = load_pipeline(args.model, device=args.device, text_encoder=args.text_encoder)
+    from .models.ltx.pipeline import LTXPipeline
+
+    # LTX conditions its RoPE on the frame rate: generate at the rate the file will play at.
+    extra = {"frame_rate": args.fps} if isinstance(pipe, LTXPipeline) and args.fps is not None else {}
     frames = pipe.generate(
         args.prompt,
         negative_prompt=args.negative,
@@ -73,6 +98,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         shift=args.shift,
         sampler=args.sampler,
         progress=True,
+        **extra,
     )
     fps = args.fps if args.fps is not None else pipe.config.fps
     path = write_video(out, frames, fps, format=fmt, overwrite=args.overwrite)

@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -25,6 +25,9 @@ from .sampling import (
     shifted_sigmas,
 )
 from .sampling.loop import Callback
+
+if TYPE_CHECKING:
+    from .models.ltx.pipeline import LTXPipeline
 
 log = logging.getLogger("vidcore")
 
@@ -98,6 +101,10 @@ def check_generation_size(
     vae: CausalVAE3D, dit: SpacetimeDiT, num_frames: int, height: int, width: int, pyramid_levels: int = 1
 ) -> tuple[int, int, int, int]:
     """Latent ``(C, T', H', W')`` of a clip; raises listing valid sizes when the model can't take it."""
+    if not isinstance(dit, SpacetimeDiT):
+        from .models.ltx.pipeline import ltx_latent_shape  # LTX-Video model handles (nodes, scripts)
+
+        return ltx_latent_shape(vae, dit, num_frames, height, width, pyramid_levels)
     c, t, h, w = vae.latent_shape(num_frames, height, width)
     p_t, p_s = dit.config.patch_t, dit.config.patch_s
     step = vae.config.spatial_compression * p_s * 2 ** (pyramid_levels - 1)
@@ -346,11 +353,39 @@ def load_pipeline(
     name_or_path: str | Path = "tiny",
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
-) -> VideoPipeline:
-    """Load a built-in model by name (``"tiny"``) or a vidcore model folder; everything offline."""
+    text_encoder: str | Path | Any | None = None,
+) -> VideoPipeline | LTXPipeline:
+    """Load a built-in model by name (``"tiny"``), a vidcore model folder, or an LTX-Video checkpoint
+    (single ``.safetensors`` or diffusers folder); everything offline.
+
+    ``text_encoder`` (LTX only): a T5 folder (or a loaded encoder) for checkpoints that carry none; a
+    diffusers folder's own ``text_encoder/`` is used when it is unset. vidcore folders name their text
+    encoder in ``pipeline.json``.
+    """
     from .text import load_text_encoder
 
+    path = Path(name_or_path)
+    if path.exists() and not (path / PIPELINE_FILE).is_file():
+        from .models.ltx.entrypoints import is_ltx_checkpoint, load_ltx_pipeline
+
+        if is_ltx_checkpoint(path):
+            return load_ltx_pipeline(path, device, dtype, text_encoder)
+        if path.is_file() and path.suffix in (".safetensors", ".sft"):
+            from .models.ltx.loading import detect_ltx_layout, read_shapes
+
+            # Says what was found (not LTX at all, or an LTX file lacking the transformer or the VAE).
+            layout = detect_ltx_layout(*read_shapes(path), source=repr(str(path)))
+            missing = "transformer" if layout.transformer_config is None else "VAE"
+            raise ValueError(
+                f"{str(path)!r} is an LTX-Video file without the {missing}; load_pipeline "
+                "needs a checkpoint with both (an original single file or a diffusers folder)"
+            )
     folder = resolve_model_path(name_or_path)
+    if text_encoder is not None:
+        raise ValueError(
+            f"text_encoder={str(text_encoder)!r} is only for LTX-Video checkpoints; {str(name_or_path)!r} "
+            f"is a vidcore model, whose text encoder is named in its {PIPELINE_FILE}"
+        )
     config = PipelineConfig.from_dict(json.loads((folder / PIPELINE_FILE).read_text()))
     device = torch.device(device) if device is not None else torch.device("cpu")
     dit = SpacetimeDiT.from_checkpoint(folder / "dit.safetensors", device=device, dtype=dtype)

@@ -15,6 +15,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 INPUT_VIDEO = "vidcore_example.mp4"  # the e2e test puts a small clip of this name in ComfyUI's input folder
 CAPTIONER = "SmolVLM2-256M-Video-Instruct"
+# LTX-Video needs the user's weights (see README.md): the Lightricks single file in models/checkpoints and a
+# T5-v1.1-XXL transformers folder in models/text_encoders.
+LTX_CHECKPOINT = "ltx-video-2b-v0.9.5.safetensors"
+LTX_TEXT_ENCODER = "t5-v1_1-xxl"
+LTX_NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
+# Workflows that cannot run without downloaded weights (tests run them on tiny stand-ins of those names).
+NEEDS_USER_WEIGHTS = ("ltx_video_text_to_video",)
 
 NEG = {"class_type": "VidCoreTextEncode", "inputs": {"text_encoder": ["1", 2], "text": ""}}
 DECODE = {"temporal_chunk": 0, "tile_size": 0, "tile_overlap": -1}
@@ -191,6 +198,61 @@ API: dict[str, dict] = {
             },
         },
     },
+    "ltx_video_text_to_video": {
+        "1": {
+            "class_type": "VidCoreLoadModel",
+            "inputs": {
+                "model_name": LTX_CHECKPOINT,
+                "precision": "auto",
+                "text_encoder_name": LTX_TEXT_ENCODER,
+            },
+        },
+        "2": {
+            "class_type": "VidCoreTextEncode",
+            "inputs": {
+                "text_encoder": ["1", 2],
+                "text": "A red fox trots through fresh snow in a pine forest at dawn, soft golden light, "
+                "the camera tracks it from the side, shallow depth of field.",
+            },
+        },
+        "3": {"class_type": "VidCoreTextEncode", "inputs": {"text_encoder": ["1", 2], "text": LTX_NEGATIVE}},
+        "4": {
+            "class_type": "VidCoreEmptyVideoLatent",
+            "inputs": {
+                "model": ["1", 0],
+                "vae": ["1", 1],
+                "width": 768,
+                "height": 512,
+                "num_frames": 97,
+                "batch_size": 1,
+            },
+        },
+        "5": {
+            "class_type": "VidCoreSampler",
+            "inputs": {
+                **SAMPLE_IN,
+                "seed": 42,
+                "steps": 30,
+                "guidance": 3.0,
+                "schedule": "flow",
+                "shift": 1.0,
+                "sampler": "euler",
+                "denoise": 1.0,
+                "guidance_rescale": 0.0,
+            },
+        },
+        "6": {"class_type": "VidCoreVAEDecode", "inputs": {"vae": ["1", 1], "samples": ["5", 0], **DECODE}},
+        "7": {
+            "class_type": "VidCoreSaveVideo",
+            "inputs": {
+                "images": ["6", 0],
+                "fps": 25.0,
+                "filename_prefix": "vidcore/ltx_video",
+                "format": "mp4",
+                "crf": -1,
+            },
+        },
+    },
     "score_video": {
         "1": {
             "class_type": "VidCoreLoadVideo",
@@ -224,6 +286,7 @@ TITLES = {
     "video_to_video": "VidCore: video -> video (encode, partial denoise, decode)",
     "caption_refine_regenerate": "VidCore: caption -> refined prompt -> regenerate",
     "score_video": "VidCore: score a video (optical flow, warp loss, metrics)",
+    "ltx_video_text_to_video": "VidCore: LTX-Video text -> video (needs your LTX-Video and T5 weights)",
 }
 
 WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN")
@@ -275,6 +338,8 @@ def to_ui(api: dict, mappings: dict) -> dict:
             if name in widgets:
                 if linked:
                     inputs.append({"name": name, "type": kind_name, "widget": {"name": name}, "link": None})
+                    value = _default(kind, _opts)
+                elif name not in node["inputs"]:  # an optional input the graph leaves unset
                     value = _default(kind, _opts)
                 values.append(value)
                 if widgets[name]:
