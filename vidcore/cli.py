@@ -117,18 +117,25 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", required=True, help="config file or shipped config name")
     p.add_argument("--steps", type=int, default=None, help="override the total number of steps")
     p.add_argument("--out-dir", default=None, help="override the run folder")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    p.add_argument("--processes", type=int, default=None, help="data-parallel worker processes (DiT only)")
+    p.add_argument(
+        "--init-from", default=None, help="start from these weights when the run folder has no training state"
+    )
     p.set_defaults(func=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
     from .train.trainer import load_train_config, train_dit, train_vae
 
-    overrides = {
-        k: v
-        for k, v in (("steps", args.steps), ("out_dir", args.out_dir), ("threads", args.threads))
-        if v is not None
+    pairs = {
+        "steps": args.steps,
+        "out_dir": args.out_dir,
+        "threads": args.threads,
+        "processes": args.processes,
+        "init_from": args.init_from,
     }
+    overrides = {k: v for k, v in pairs.items() if v is not None}
     cfg = load_train_config(args.config, overrides)
     if cfg.kind != args.what:
         raise SystemExit(f"vidcore train {args.what}: config {args.config!r} is a {cfg.kind!r} config")

@@ -65,6 +65,7 @@ class TrainConfig(ConfigMixin):
     pyramid_levels: int = 3
     latent_cache: int = 4096
     processes: int = 1  # data-parallel worker processes (one torch thread each), DiT only
+    init_from: str = ""  # model checkpoint to start from when out_dir holds no training state yet
 
     def __post_init__(self) -> None:
         check_choice("TrainConfig.kind", self.kind, ("vae", "dit"))
@@ -180,6 +181,15 @@ class Run:
             self.step, info = load_training_state(state, model, self.ema, self.opt)
             self.history = info.get("history", [])
             self.log(f"resumed {state} at step {self.step}")
+        elif cfg.init_from:
+            # Warm start (e.g. from shipped weights when the run folder was lost): weights and EMA only;
+            # the optimiser state and the step counter start fresh, so the LR warms up again.
+            from ..io.checkpoint import load_state_dict
+
+            weights = load_state_dict(cfg.init_from)
+            model.load_state_dict(weights)
+            self.ema = EMA(model, cfg.ema_decay)
+            self.log(f"initialised from {cfg.init_from} (no training state in {self.out})")
 
     def optimise(self, loss: Tensor) -> float:
         for group in self.opt.param_groups:
