@@ -144,7 +144,7 @@ class DiTBlock(nn.Module):
         self.norm_mlp = nn.LayerNorm(cfg.width, elementwise_affine=False, eps=1e-6)
         self.mlp = nn.Sequential(
             nn.Linear(cfg.width, cfg.mlp_hidden),
-            nn.GELU(approximate="tanh"),
+            nn.GELU(),
             nn.Linear(cfg.mlp_hidden, cfg.width),
         )
         self.adaln = AdaLNZero(cfg.width, cfg.width, cfg.num_modulations)
@@ -190,7 +190,7 @@ class SpacetimeDiT(nn.Module):
         self.patch_embed = nn.Linear(cfg.patch_dim, cfg.width)
         self.t_embed = TimestepEmbedder(cfg.width)
         self.text_proj = nn.Sequential(
-            nn.Linear(cfg.text_dim, cfg.width), nn.GELU(approximate="tanh"), nn.Linear(cfg.width, cfg.width)
+            nn.Linear(cfg.text_dim, cfg.width), nn.GELU(), nn.Linear(cfg.width, cfg.width)
         )
         if cfg.pooled_text:
             self.pooled_proj = nn.Sequential(
