@@ -25,6 +25,10 @@ log = logging.getLogger("vidcore")
 MODEL_FOLDER = "vidcore"
 LLM_FOLDER = "LLM"
 SEARCHED_MODEL_FOLDERS = (MODEL_FOLDER, "diffusion_models")
+# CLIP transformers folders for the metrics (CLIP-SIM / CLIP-TC): subfolders of ComfyUI's core clip_vision
+# and text_encoders (which includes models/clip) folders. Both names are built into ComfyUI, so nothing is
+# registered for them; outside ComfyUI they come from set_folders / VIDCORE_MODELS_DIR like the others.
+CLIP_FOLDERS = ("clip_vision", "text_encoders")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import torch
 
@@ -10,6 +11,8 @@ from . import _host
 from ._convert import check_image, image_to_frames_first
 
 METRICS_UI_KEY = "vidcore_metrics"
+NO_CLIP = "none"  # clip_name choice for "no CLIP metrics" (always listed, so the widget is never empty)
+CLIP_MODEL_TYPES = ("clip", "clip_vision_model")  # full CLIP (both towers) or a vision tower (CLIP-TC only)
 
 
 def _methods() -> list[str]:
@@ -91,16 +94,73 @@ class VidCoreFlowWarpLoss:
         return {"ui": {METRICS_UI_KEY: [{"warp_loss": float(value)}]}, "result": (float(value),)}
 
 
+def clip_choices() -> dict[str, Path]:
+    """CLIP transformers folders (config.json with model_type "clip" or "clip_vision_model") one level
+    inside models/clip_vision and models/text_encoders (models/clip)."""
+    found = {}
+    for name, path in _host.list_model_dirs(_host.CLIP_FOLDERS, "config.json").items():
+        try:
+            model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+        except (OSError, ValueError, AttributeError):
+            continue  # an unreadable config is not offered; loading it would fail anyway
+        if model_type in CLIP_MODEL_TYPES and name != NO_CLIP:
+            found[name] = path
+    return found
+
+
+def _cached_clip(clip_name: str, need_text: bool):
+    """The CLIP folder ``clip_name`` loaded once (fp32, on ComfyUI's device) and cached across runs."""
+    from vidcore.metrics.clip import load_clip
+
+    choices = clip_choices()
+    if clip_name not in choices:
+        where = ", ".join(f"models/{k}" for k in _host.CLIP_FOLDERS)
+        listed = sorted(choices) or ["(none found)"]
+        raise ValueError(f"clip_name={clip_name!r} was not found in {where}; available: {listed}")
+    path, device = choices[clip_name], _host.torch_device()
+    kind = "clip+text" if need_text else "clip"  # a load without the text check must not serve CLIP-SIM
+    return _host.MODELS.get(
+        kind, path, device, torch.float32, lambda: load_clip(path, require_text=need_text, device=device)
+    )
+
+
+def _nan_if_missing(report: dict, key: str) -> float:
+    return float(report[key]) if key in report else float("nan")
+
+
 class VidCoreVideoMetrics:
     DESCRIPTION = (
-        "Score a video: flicker (VBench), warp error, dynamic degree (flow magnitude), plus PSNR/SSIM when a "
-        "reference is given. Outputs the numbers, a JSON report and a plot of the per-frame curves."
+        "Score a video: flicker (VBench), warp error, dynamic degree (flow magnitude); CLIP-TC with a CLIP "
+        "folder and CLIP-SIM with a CLIP folder and a prompt; PSNR/SSIM when a reference video of the same "
+        "shape is given. Outputs the numbers, a JSON report and a plot of the per-frame curves. FVD compares "
+        "sets of videos, so it is a CLI/library feature: `vidcore score DIR --reference DIR`."
     )
     CATEGORY = "VidCore/analysis"
     FUNCTION = "score"
     OUTPUT_NODE = True
-    RETURN_TYPES = ("FLOAT", "FLOAT", "FLOAT", "STRING", "IMAGE")
-    RETURN_NAMES = ("flicker", "warp_error", "dynamic_degree", "report_json", "plot")
+    RETURN_TYPES = ("FLOAT", "FLOAT", "FLOAT", "STRING", "IMAGE", "FLOAT", "FLOAT", "FLOAT", "FLOAT")
+    RETURN_NAMES = (
+        "flicker",
+        "warp_error",
+        "dynamic_degree",
+        "report_json",
+        "plot",
+        "clip_sim",
+        "clip_tc",
+        "psnr",
+        "ssim",
+    )
+    OUTPUT_TOOLTIPS = (
+        "VBench flicker score (255 - mean abs frame difference) / 255; 1 = static.",
+        "Mean flow-warp error between consecutive frames (lower = more consistent).",
+        "Mean of the top 5 % flow magnitudes in pixels.",
+        "The full report as JSON (per-frame curves included; inf/nan written as strings).",
+        "Plot of the per-frame curves.",
+        "CLIP-SIM: mean frame-prompt cosine (NaN without a CLIP folder and a prompt).",
+        "CLIP-TC: mean cosine of consecutive frames' CLIP embeddings (NaN without a CLIP folder).",
+        "PSNR in dB against the reference (NaN without one; inf for identical frames).",
+        "SSIM against the reference (NaN without one).",
+    )
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -121,21 +181,58 @@ class VidCoreVideoMetrics:
             },
             "optional": {
                 "reference": ("IMAGE", {"tooltip": "Reference frames of the same shape, for PSNR and SSIM."}),
+                "prompt": (
+                    "STRING",
+                    {
+                        "default": "",
+                        "multiline": True,
+                        "tooltip": "Prompt for CLIP-SIM (needs clip_name); leave empty for no CLIP-SIM.",
+                    },
+                ),
+                "clip_name": (
+                    [NO_CLIP, *sorted(clip_choices())],
+                    {
+                        "default": NO_CLIP,
+                        "tooltip": "CLIP transformers folder in models/clip_vision or models/text_encoders "
+                        "(e.g. clip-vit-base-patch32: config.json, model.safetensors, tokenizer files). "
+                        "CLIP-TC needs the vision tower; CLIP-SIM needs both towers.",
+                    },
+                ),
             },
         }
 
-    def score(self, images, fps: float, flow_method: str, reference=None):
+    def score(
+        self,
+        images,
+        fps: float,
+        flow_method: str,
+        reference=None,
+        prompt: str | None = None,
+        clip_name: str | None = None,
+    ):
         from vidcore.metrics.plot import render_curves
-        from vidcore.metrics.score import score_video
+        from vidcore.metrics.score import json_safe, score_video
 
         frames = check_image(images, min_frames=2).float().cpu()
         ref = None if reference is None else check_image(reference, "reference").float().cpu()
+        if prompt is not None and not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
+        text_prompt = prompt if prompt and prompt.strip() else None  # the empty widget means "no CLIP-SIM"
+        if clip_name in (None, NO_CLIP) and text_prompt is not None:
+            raise ValueError(
+                f"prompt={text_prompt[:60]!r} was given with clip_name={NO_CLIP!r}: CLIP-SIM needs a CLIP "
+                "folder; choose clip_name or clear the prompt"
+            )
+        clip = None if clip_name in (None, NO_CLIP) else _cached_clip(clip_name, text_prompt is not None)
         _host.check_interrupted()
-        report = score_video(frames, fps=float(fps), reference=ref, flow_method=flow_method)
+        report = score_video(
+            frames, fps=float(fps), prompt=text_prompt, clip=clip, reference=ref, flow_method=flow_method
+        )
         plot = torch.from_numpy(render_curves(report["per_frame"])).float().div(255)[None]
-        text = json.dumps(report, indent=1)
-        summary = {k: v for k, v in report.items() if k != "per_frame"}
+        text = json.dumps(json_safe(report), indent=1, allow_nan=False)
+        summary = json_safe({k: v for k, v in report.items() if k != "per_frame"})
+        extra = tuple(_nan_if_missing(report, k) for k in ("clip_sim", "clip_tc", "psnr", "ssim"))
         return {
             "ui": {METRICS_UI_KEY: [summary]},
-            "result": (report["flicker"], report["warp_error"], report["dynamic_degree"], text, plot),
+            "result": (report["flicker"], report["warp_error"], report["dynamic_degree"], text, plot, *extra),
         }

@@ -69,6 +69,41 @@ def test_diffusers_folder_uses_its_own_text_encoder_and_equals_the_single_file(p
     assert (got - other).abs().max() < 1e-5 and float(got.std()) > 0.01
 
 
+def test_diffusers_repo_layout_sharded_text_encoder_with_sibling_tokenizer(paths, tmp_path):
+    """The layout of the diffusers LTX-Video repository: text_encoder/ holds sharded safetensors and no
+    tokenizer; the tokenizer files live in tokenizer/ beside it."""
+    import shutil
+
+    from transformers import T5EncoderModel
+
+    from vidcore.pipeline import load_pipeline
+
+    repo = tmp_path / "ltx-repo"
+    shutil.copytree(paths["folder"], repo, ignore=shutil.ignore_patterns("text_encoder"))
+    T5EncoderModel.from_pretrained(paths["folder"] / "text_encoder", local_files_only=True).save_pretrained(
+        repo / "text_encoder", max_shard_size="40KB"
+    )
+    assert len(list((repo / "text_encoder").glob("model-*-of-*.safetensors"))) >= 2
+    assert not (repo / "text_encoder" / "model.safetensors").exists()
+    (repo / "tokenizer").mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(paths["folder"] / "text_encoder" / name, repo / "tokenizer" / name)
+
+    pipe, ref = load_pipeline(repo), load_pipeline(paths["folder"])
+    assert pipe.text_encoder.source == str(repo / "text_encoder")
+    kw = dict(SIZE, steps=2, guidance=3.0, seed=2)
+    got = pipe.generate("a lighthouse at night", "blurry", **kw)
+    assert torch.equal(got, ref.generate("a lighthouse at night", "blurry", **kw)) and float(got.std()) > 0.01
+
+    # no tokenizer anywhere: the error names both places it looked
+    shutil.rmtree(repo / "tokenizer")
+    with pytest.raises(ValueError, match=r"text_encoder' has no tokenizer files .*tokenizer' does not exist"):
+        load_pipeline(repo)
+    (repo / "tokenizer").mkdir()
+    with pytest.raises(ValueError, match="has no spiece.model or tokenizer.json either"):
+        load_pipeline(repo)
+
+
 def test_missing_text_encoder_and_bad_options_are_clear(paths, single_pipe, tmp_path):
     from vidcore.pipeline import load_pipeline
 

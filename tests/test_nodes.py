@@ -1,6 +1,8 @@
 """The ComfyUI node pack without ComfyUI: node contracts, and every node run on tiny random models."""
 
 import inspect
+import json
+import math
 import os
 import sys
 
@@ -25,6 +27,7 @@ from ._node_fixtures import (
 torch.set_num_threads(1)
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
+KINDS = ("vidcore", "text_encoders", "LLM", "vae", "diffusion_models")
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +36,7 @@ def folders(tmp_path_factory):
     inp, out = tmp_path_factory.mktemp("input"), tmp_path_factory.mktemp("output")
     write_input_video(inp)
     _host.set_folders(
-        models={k: [root / k] for k in ("vidcore", "text_encoders", "LLM", "vae", "diffusion_models")},
+        models={k: [root / k] for k in (*KINDS, "clip_vision")},
         input_dir=inp,
         output_dir=out,
     )
@@ -359,14 +362,79 @@ def test_flow_and_metrics_nodes_match_the_library(folders):
     value = out["result"][0]
     ref = flow_loss(frames.permute(3, 0, 1, 2)[None], flow["forward"][None], flow["backward"][None])
     assert value == pytest.approx(float(ref), rel=1e-6) and value >= 0
-    res = node("VidCoreVideoMetrics").score(frames, 8.0, "lucas_kanade", frames)
-    flicker, warp, dyn, text, plot = res["result"]
-    ref = score_video(frames, fps=8.0, reference=frames)
+    shifted = (frames + 0.05).clamp(0, 1)
+    res = node("VidCoreVideoMetrics").score(frames, 8.0, "lucas_kanade", shifted)
+    flicker, warp, dyn, text, plot, clip_sim, clip_tc, psnr, ssim = res["result"]
+    ref = score_video(frames, fps=8.0, reference=shifted)
     assert (flicker, warp, dyn) == (ref["flicker"], ref["warp_error"], ref["dynamic_degree"])
-    assert '"psnr"' in text and plot.ndim == 4 and plot.shape[-1] == 3
+    assert (psnr, ssim) == (ref["psnr"], ref["ssim"]) and 20 < psnr < 40 and 0 < ssim < 1
+    assert math.isnan(clip_sim) and math.isnan(clip_tc)  # no CLIP folder given
+    assert json.loads(text)["psnr"] == psnr and plot.ndim == 4 and plot.shape[-1] == 3
     assert res["ui"]["vidcore_metrics"][0]["flicker"] == flicker
     with pytest.raises(ValueError, match="at least 2"):
         node("VidCoreOpticalFlow").estimate(frames[:1], "lucas_kanade")
+
+
+def _strict_json(text):
+    """json.loads that refuses the non-standard Infinity / NaN constants (browsers' JSON.parse does)."""
+    return json.loads(text, parse_constant=lambda c: pytest.fail(f"invalid JSON constant {c}"))
+
+
+def test_video_metrics_clip_prompt_and_reference_inputs(folders):
+    from nodes.analysis import NO_CLIP, _cached_clip
+    from vidcore.metrics.clip import clip_sim, clip_tc, load_clip
+    from vidcore.metrics.score import score_video
+
+    from ._tiny_hf import make_clip_full_folder
+
+    clip_dir = folders["root"] / "clip_vision" / "tinyclip"
+    if not (clip_dir / "config.json").is_file():
+        make_clip_full_folder(clip_dir, seed=3)
+    vision_only = folders["root"] / "clip_vision" / "vision-only"
+    vision_only.mkdir(exist_ok=True)
+    (vision_only / "config.json").write_text(json.dumps({"model_type": "clip_vision_model"}))
+    cls = NODE_CLASS_MAPPINGS["VidCoreVideoMetrics"]
+    optional = cls.INPUT_TYPES()["optional"]
+    # appended only, so saved workflows keep working
+    assert list(optional) == ["reference", "prompt", "clip_name"]
+    # full and vision-only CLIP folders are offered; the BERT folder in text_encoders is not
+    assert optional["clip_name"][0] == [NO_CLIP, "tinyclip", "vision-only"]
+    assert cls.RETURN_NAMES[:5] == ("flicker", "warp_error", "dynamic_degree", "report_json", "plot")
+
+    frames, prompt = moving_square(5, 32), "a yellow square sliding right"
+    bundle = load_clip(clip_dir)
+    want_sim, want_tc = clip_sim(frames, prompt, bundle), clip_tc(frames, bundle)
+    res = node("VidCoreVideoMetrics").score(frames, 8.0, "lucas_kanade", None, prompt, "tinyclip")
+    flicker, _warp, _dyn, text, _plot, sim, tc, psnr, ssim = res["result"]
+    assert sim == pytest.approx(want_sim, abs=1e-6) and tc == pytest.approx(want_tc, abs=1e-6)
+    assert -1 <= sim <= 1 and 0 < tc <= 1 and abs(sim) > 1e-4 and math.isnan(psnr) and math.isnan(ssim)
+    report = _strict_json(text)
+    assert report["prompt"] == prompt and report["clip_sim"] == sim
+    assert len(report["per_frame"]["clip_sim"]) == 5
+    assert flicker == score_video(frames, fps=8.0)["flicker"]
+    # CLIP-TC alone (empty prompt widget = no CLIP-SIM), and the model is cached across runs
+    only_tc = node("VidCoreVideoMetrics").score(frames, 8.0, "lucas_kanade", None, "  ", "tinyclip")["result"]
+    assert math.isnan(only_tc[5]) and only_tc[6] == pytest.approx(want_tc, abs=1e-6)
+    assert _cached_clip("tinyclip", True) is _cached_clip("tinyclip", True)
+
+    # identical reference: PSNR = inf stays a float output, and the report / UI payload are valid JSON
+    res = node("VidCoreVideoMetrics").score(frames, 8.0, "lucas_kanade", frames, prompt, "tinyclip")
+    text, psnr, ssim = res["result"][3], res["result"][7], res["result"][8]
+    assert psnr == math.inf and ssim == pytest.approx(1.0, abs=1e-6)
+    assert "Infinity" not in text and _strict_json(text)["psnr"] == "inf"
+    assert res["ui"]["vidcore_metrics"][0]["psnr"] == "inf"
+    _strict_json(json.dumps(res["ui"], allow_nan=False))
+
+    metrics = node("VidCoreVideoMetrics")
+    with pytest.raises(ValueError, match="CLIP-SIM needs a CLIP folder; choose clip_name"):
+        metrics.score(frames, 8.0, "lucas_kanade", None, prompt, NO_CLIP)
+    unknown = r"clip_name='missing' was not found .*\['tinyclip', 'vision-only'\]"
+    with pytest.raises(ValueError, match=unknown):
+        metrics.score(frames, 8.0, "lucas_kanade", None, "", "missing")
+    with pytest.raises(ValueError, match="holds only a vision tower"):
+        metrics.score(frames, 8.0, "lucas_kanade", None, prompt, "vision-only")
+    with pytest.raises(TypeError, match="prompt must be a string"):
+        metrics.score(frames, 8.0, "lucas_kanade", None, 3, "tinyclip")
 
 
 def test_load_pipeline_default_matches_node_folder(folders):

@@ -329,6 +329,56 @@ def test_sharded_index_names_missing_shard(folders, tmp_path):
         inspect_folder(sharded)
 
 
+def _diffusers_t5(folders, root: Path) -> tuple[Path, Path]:
+    """The diffusers repository layout: text_encoder/ (sharded safetensors, no tokenizer) + tokenizer/."""
+    from transformers import T5EncoderModel
+
+    model = T5EncoderModel.from_pretrained(folders["t5"], local_files_only=True)
+    weights, tokenizer = root / "text_encoder", root / "tokenizer"
+    model.save_pretrained(weights, max_shard_size="40KB")  # ~96 KB of fp32 weights -> 3 shards
+    tokenizer.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(folders["t5"] / name, tokenizer / name)
+    return weights, tokenizer
+
+
+def test_sharded_folder_with_separate_tokenizer_equals_the_plain_folder(folders, tmp_path):
+    weights, tokenizer = _diffusers_t5(folders, tmp_path)
+    shards = sorted(weights.glob("model-*-of-*.safetensors"))
+    assert len(shards) >= 2 and (weights / "model.safetensors.index.json").is_file()
+    assert not (weights / "model.safetensors").exists() and not (weights / "tokenizer.json").exists()
+    ref = load_text_encoder(folders["t5"])
+    enc = load_text_encoder(weights, tokenizer_path=tokenizer)
+    prompts = ["a red fox running through the snow", ""]
+    (e, m), (re, rm) = enc.encode(prompts), ref.encode(prompts)
+    assert torch.equal(m, rm) and int(m[0].sum()) > 3 and torch.equal(e, re) and float(e.abs().max()) > 0
+    assert enc.tokenizer("a red fox")["input_ids"] == ref.tokenizer("a red fox")["input_ids"]
+    assert enc.source == str(weights) and enc.dim == 32
+
+
+def test_separate_tokenizer_and_shard_errors_are_clear(folders, tmp_path):
+    weights, tokenizer = _diffusers_t5(folders, tmp_path)
+    with pytest.raises(
+        FileNotFoundError, match=r"missing tokenizer files \(tokenizer.json or spiece.model\)"
+    ):
+        load_text_encoder(weights)  # no tokenizer here and none given
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=r"tokenizer_path .*empty' is missing tokenizer files"):
+        load_text_encoder(weights, tokenizer_path=empty)
+    with pytest.raises(FileNotFoundError, match=r"tokenizer_path .*nowhere' is not a folder"):
+        load_text_encoder(weights, tokenizer_path=tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="carries its own tokenizer"):
+        load_text_encoder("minilm", tokenizer_path=tokenizer)
+    last = sorted(weights.glob("model-*-of-*.safetensors"))[-1]
+    last.rename(tmp_path / last.name)
+    with pytest.raises(FileNotFoundError, match=f"is missing {last.name}"):
+        load_text_encoder(weights, tokenizer_path=tokenizer)
+    (weights / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}}))
+    with pytest.raises(ValueError, match="not a safetensors shard index"):
+        load_text_encoder(weights, tokenizer_path=tokenizer)
+
+
 def test_import_is_lazy():
     code = "import sys, vidcore.text, vidcore.caption; print('transformers' in sys.modules)"
     out = subprocess.run(

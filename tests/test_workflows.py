@@ -2,6 +2,7 @@
 UI file describes the same graph with widgets_values that line up with the node inputs (so it loads)."""
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -100,9 +101,11 @@ def folders(tmp_path_factory):
     inp, out = tmp_path_factory.mktemp("input"), tmp_path_factory.mktemp("output")
     write_input_video(inp)
     _host.set_folders(
-        models={k: [root / k] for k in ("vidcore", "text_encoders", "LLM")}, input_dir=inp, output_dir=out
+        models={k: [root / k] for k in ("vidcore", "text_encoders", "LLM", "clip_vision")},
+        input_dir=inp,
+        output_dir=out,
     )
-    yield {"input": inp, "output": out}
+    yield {"root": root, "input": inp, "output": out}
     _host.set_folders(models={})
 
 
@@ -110,6 +113,7 @@ def test_every_pair_exists_and_templates_are_ui_files():
     names = {p.stem for p in API_FILES}
     assert {
         "text_to_video_tiny",
+        "text_to_video_score",
         "text_to_video_pyramidal",
         "video_to_video",
         "score_video",
@@ -187,9 +191,45 @@ def test_api_workflow_runs_on_tiny_models(path, folders):
         metrics = results["4"]["result"]
         assert 0 < metrics[0] <= 1 and metrics[1] >= 0 and metrics[2] > 0  # the test clip moves
         assert results["3"]["result"][0] >= 0 and json.loads(metrics[3])["num_frames"] == 9
+    if path.stem == "text_to_video_score":
+        from vidcore.metrics.score import score_video
+
+        # the metrics node scored exactly the decoded frames it was wired to (CLIP off as shipped)
+        decoded = results["6"]["result"][0]
+        flicker, warp, dyn, text, plot, clip_sim, clip_tc, psnr, ssim = results["8"]["result"]
+        ref = score_video(decoded.float(), fps=8.0, flow_method="lucas_kanade")
+        assert (flicker, warp, dyn) == (ref["flicker"], ref["warp_error"], ref["dynamic_degree"])
+        assert 0 < flicker <= 1 and warp >= 0 and dyn >= 0 and plot.shape[-1] == 3
+        assert all(math.isnan(v) for v in (clip_sim, clip_tc, psnr, ssim))
+        assert json.loads(text)["num_frames"] == 17
+        assert results["8"]["ui"]["vidcore_metrics"][0]["flicker"] == flicker
     if path.stem == "caption_refine_regenerate":
         prompt = results["11"]["result"][0]
         assert prompt.endswith("cinematic, smooth motion") and len(prompt) > len("cinematic, smooth motion")
+
+
+def test_generate_and_score_workflow_with_a_clip_folder(folders):
+    """The generate-and-score graph with CLIP switched on (a tiny random CLIP in models/clip_vision and the
+    generation prompt pasted into the metrics node): CLIP-SIM / CLIP-TC equal the library's on the frames."""
+    from vidcore.metrics.clip import clip_sim, clip_tc, load_clip
+
+    from ._tiny_hf import make_clip_full_folder
+
+    clip_dir = folders["root"] / "clip_vision" / "tinyclip"
+    if not (clip_dir / "config.json").is_file():
+        make_clip_full_folder(clip_dir, seed=5)
+    api = load(WORKFLOWS / "api" / "text_to_video_score.json")
+    prompt = api["2"]["inputs"]["text"]
+    api["8"]["inputs"].update(prompt=prompt, clip_name="tinyclip")
+    api["5"]["inputs"]["steps"] = 4  # the numbers are what is checked here, not the picture
+    results = execute(api)
+    decoded = results["6"]["result"][0]
+    sim, tc = results["8"]["result"][5:7]
+    bundle = load_clip(clip_dir)
+    assert sim == pytest.approx(clip_sim(decoded.float(), prompt, bundle), abs=1e-6) and -1 <= sim <= 1
+    assert tc == pytest.approx(clip_tc(decoded.float(), bundle), abs=1e-6) and 0 < tc <= 1
+    report = json.loads(results["8"]["result"][3])
+    assert report["prompt"] == prompt and report["clip_sim"] == sim and report["clip_tc"] == tc
 
 
 def test_make_workflows_reproduces_the_files(tmp_path, monkeypatch):

@@ -54,6 +54,39 @@ def _t2v(sampler: dict, prefix: str, prompt: str) -> dict:
 
 
 SAMPLE_IN = {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["4", 0]}
+EULER_20 = {
+    "class_type": "VidCoreSampler",
+    "inputs": {
+        **SAMPLE_IN,
+        "seed": 42,
+        "steps": 20,
+        "guidance": 4.0,
+        "schedule": "flow",
+        "shift": 1.0,
+        "sampler": "euler",
+        "denoise": 1.0,
+        "guidance_rescale": 0.0,
+    },
+}
+
+
+def _t2v_score() -> dict:
+    """text -> video (tiny) with the decoded frames also scored by Video Metrics. CLIP metrics stay off
+    (clip_name "none", empty prompt) so it runs with the built-in model alone; README says how to turn
+    them on (pick a CLIP folder, paste the prompt)."""
+    graph = _t2v(EULER_20, "vidcore/text_to_video_scored", "a red circle moving right on a black background")
+    graph["8"] = {
+        "class_type": "VidCoreVideoMetrics",
+        "inputs": {
+            "images": ["6", 0],
+            "fps": 8.0,
+            "flow_method": "lucas_kanade",
+            "prompt": "",
+            "clip_name": "none",
+        },
+    }
+    return graph
+
 
 API: dict[str, dict] = {
     "text_to_video_tiny": _t2v(
@@ -74,6 +107,7 @@ API: dict[str, dict] = {
         "vidcore/text_to_video",
         "a red circle moving right on a black background",
     ),
+    "text_to_video_score": _t2v_score(),
     "text_to_video_pyramidal": _t2v(
         {
             "class_type": "VidCorePyramidalSampler",
@@ -282,6 +316,7 @@ API: dict[str, dict] = {
 
 TITLES = {
     "text_to_video_tiny": "VidCore: text -> video (tiny)",
+    "text_to_video_score": "VidCore: text -> video (tiny), scored by Video Metrics",
     "text_to_video_pyramidal": "VidCore: text -> video, pyramidal sampler",
     "video_to_video": "VidCore: video -> video (encode, partial denoise, decode)",
     "caption_refine_regenerate": "VidCore: caption -> refined prompt -> regenerate",

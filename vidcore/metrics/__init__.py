@@ -39,6 +39,7 @@ __all__ = [
     "frechet_distance_from_stats",
     "fvd",
     "is_dynamic",
+    "json_safe",
     "load_clip",
     "load_i3d",
     "psnr",
@@ -59,6 +60,7 @@ _LAZY = {
     "clip_tc": "vidcore.metrics.clip",
     "load_clip": "vidcore.metrics.clip",
     "fvd": "vidcore.metrics.fvd",
+    "json_safe": "vidcore.metrics.score",
     "load_i3d": "vidcore.metrics.i3d",
     "score_video": "vidcore.metrics.score",
 }

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import tempfile
@@ -56,22 +55,11 @@ def _list_videos(folder: Path) -> list[Path]:
     return files
 
 
-def _clean(obj: object) -> object:
-    """Replace non-finite floats (e.g. PSNR of identical frames) by strings so the output is valid JSON."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clean(v) for v in obj]
-    return obj
-
-
 def run_score(args: argparse.Namespace) -> int:
     """Run `vidcore score` for parsed ``args``; prints the JSON result and returns the exit code 0."""
     from vidcore.io.video import read_video
     from vidcore.metrics.plot import save_curves_png
-    from vidcore.metrics.score import score_sets, score_video
+    from vidcore.metrics.score import json_safe, score_sets, score_video
 
     video, reference = Path(args.video), Path(args.reference) if args.reference else None
     if not video.exists():
@@ -114,7 +102,7 @@ def run_score(args: argparse.Namespace) -> int:
             gen = [read_video(p, max_frames=n, stride=args.stride)[0] for p in _list_videos(video)]
             ref = [read_video(p, max_frames=n, stride=args.stride)[0] for p in _list_videos(reference)]
             result.update(score_sets(gen, ref, num_frames=n))
-    text = json.dumps(_clean(result), indent=2)
+    text = json.dumps(json_safe(result), indent=2, allow_nan=False)
     print(text, file=sys.stdout)
     if args.output:
         _write_text(Path(args.output), text + "\n", args.overwrite)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 
@@ -24,6 +25,18 @@ from vidcore.metrics.temporal import (
 
 def _floats(x: Tensor) -> list[float]:
     return [float(v) for v in x.flatten()]
+
+
+def json_safe(obj: object) -> object:
+    """A copy of a report with non-finite floats as strings ("inf", "nan"), so ``json.dumps`` writes valid
+    JSON (RFC 8259 has no Infinity/NaN; PSNR of identical frames is inf). Dicts, lists and tuples recurse."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def score_video(

@@ -55,7 +55,16 @@ def safetensors_keys(folder: Path) -> tuple[list[str], list[str]]:
         with safe_open(str(single), framework="pt") as f:
             return list(f.keys()), []
     if index.is_file():
-        weight_map = json.loads(index.read_text())["weight_map"]
+        # A sharded save (save_pretrained(max_shard_size=...)): the index maps each tensor to its shard file.
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise ValueError(
+                f"{str(index)!r} is not a safetensors shard index (a JSON object with a 'weight_map' of "
+                f"tensor name -> shard file): {err}"
+            ) from err
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise ValueError(f"{str(index)!r} has an empty or malformed 'weight_map'; nothing to load")
         missing = sorted({s for s in weight_map.values() if not (folder / s).is_file()})
         return list(weight_map), missing
     if any(folder.glob("*.bin")):
@@ -66,10 +75,24 @@ def safetensors_keys(folder: Path) -> tuple[list[str], list[str]]:
     return [], ["model.safetensors (or model.safetensors.index.json with its shards)"]
 
 
-def inspect_folder(folder: str | os.PathLike, expected: tuple[str, ...] = MODEL_TYPES) -> FolderInfo:
+def _has_tokenizer(folder: Path, model_type: str) -> bool:
+    return any(all((folder / n).is_file() for n in names) for names in TOKENIZER_FILES[model_type])
+
+
+def _tokenizer_options(model_type: str) -> str:
+    return " or ".join(" + ".join(names) for names in TOKENIZER_FILES[model_type])
+
+
+def inspect_folder(
+    folder: str | os.PathLike,
+    expected: tuple[str, ...] = MODEL_TYPES,
+    tokenizer_folder: str | os.PathLike | None = None,
+) -> FolderInfo:
     """Check a Hugging Face model folder: config.json, safetensors weights, tokenizer files, model_type.
 
-    Raises FileNotFoundError naming every missing file, or ValueError saying which model type was found.
+    ``tokenizer_folder``: where the tokenizer files live when not beside the weights (diffusers keeps
+    ``tokenizer/`` next to ``text_encoder/``). Raises FileNotFoundError naming every missing file (shards
+    of a sharded index included), or ValueError saying which model type was found.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -89,10 +112,18 @@ def inspect_folder(folder: str | os.PathLike, expected: tuple[str, ...] = MODEL_
             f"(architectures {list(architectures)}); this loader reads model_type {list(expected)}"
         )
     keys, missing = safetensors_keys(folder)
-    if model_type in TOKENIZER_FILES:
-        options = TOKENIZER_FILES[model_type]
-        if not any(all((folder / n).is_file() for n in names) for names in options):
-            missing.append("tokenizer files (" + " or ".join(" + ".join(names) for names in options) + ")")
+    if tokenizer_folder is not None:
+        tok_dir = Path(tokenizer_folder)
+        if not tok_dir.is_dir():
+            raise FileNotFoundError(f"tokenizer_path {str(tok_dir)!r} is not a folder")
+        if model_type in TOKENIZER_FILES and not _has_tokenizer(tok_dir, model_type):
+            raise FileNotFoundError(
+                f"tokenizer_path {str(tok_dir)!r} is missing tokenizer files "
+                f"({_tokenizer_options(model_type)}) for the {model_type!r} model in {str(folder)!r} "
+                f"(found: {_listing(tok_dir)})"
+            )
+    elif model_type in TOKENIZER_FILES and not _has_tokenizer(folder, model_type):
+        missing.append(f"tokenizer files ({_tokenizer_options(model_type)})")
     if missing:
         raise FileNotFoundError(
             f"{str(folder)!r} is missing {'; '.join(missing)} (found: {_listing(folder)})"
@@ -141,10 +172,12 @@ def load_text_encoder(
 ) -> TextEncoder:
     """Load a T5 / UMT5 / CLIP-text / BERT encoder from a local folder, a single T5 file, or "minilm".
 
-    ``path_or_name``: a transformers folder (config.json, safetensors, tokenizer files), a ComfyUI-style
-    single-file T5 encoder (``t5xxl_*.safetensors``; then ``tokenizer_path`` names a tokenizer folder), or
-    a built-in name. ``max_length`` / ``padding`` / ``encoder_mask`` override the family defaults
-    (see :mod:`vidcore.text.encoders`).
+    ``path_or_name``: a transformers folder (config.json, model.safetensors or a sharded
+    ``model.safetensors.index.json`` with its shards, tokenizer files), a ComfyUI-style single-file T5
+    encoder (``t5xxl_*.safetensors``), or a built-in name. ``tokenizer_path`` names the folder holding the
+    tokenizer files: required for a single file, optional for a folder (then the tokenizer is read from
+    there, as for a diffusers repository's ``text_encoder/`` + ``tokenizer/``). ``max_length`` /
+    ``padding`` / ``encoder_mask`` override the family defaults (see :mod:`vidcore.text.encoders`).
     """
     if not isinstance(path_or_name, (str, os.PathLike)):
         raise TypeError(f"path_or_name must be a str or path, got {type(path_or_name).__name__}")
@@ -157,6 +190,11 @@ def load_text_encoder(
     }
     path = Path(path_or_name)
     if isinstance(path_or_name, str) and path_or_name in BUILTINS and not path.exists():
+        if tokenizer_path is not None:
+            raise ValueError(
+                f"tokenizer_path={str(tokenizer_path)!r} was given for the built-in {path_or_name!r}, which "
+                "carries its own tokenizer; leave tokenizer_path unset"
+            )
         folder = builtin_folder(path_or_name)
         return _load_folder(folder, dev, dt, options, source=path_or_name)
     if path.is_file():
@@ -173,15 +211,19 @@ def load_text_encoder(
             f"text encoder {str(path_or_name)!r} is neither an existing folder/file nor a built-in name "
             f"{list(BUILTINS)}"
         )
-    if tokenizer_path is not None:
-        raise ValueError("tokenizer_path is only for single-file weights; a folder carries its own tokenizer")
-    return _load_folder(path, dev, dt, options, source=str(path))
+    tok_dir = None if tokenizer_path is None else Path(tokenizer_path)
+    return _load_folder(path, dev, dt, options, source=str(path), tokenizer_folder=tok_dir)
 
 
 def _load_folder(
-    folder: Path, device: torch.device, dtype: torch.dtype, options: dict, source: str
+    folder: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    options: dict,
+    source: str,
+    tokenizer_folder: Path | None = None,
 ) -> TextEncoder:
-    info = inspect_folder(folder)
+    info = inspect_folder(folder, tokenizer_folder=tokenizer_folder)
     import transformers
 
     common = {"local_files_only": True, "use_safetensors": True, "dtype": dtype}
@@ -211,7 +253,7 @@ def _load_folder(
         limit = model.config.max_position_embeddings
         default_len = _sentence_max_length(folder) or min(512, limit)
         encoder_cls, dim = BertTextEncoder, model.config.hidden_size
-    tokenizer = _load_tokenizer(folder)
+    tokenizer = _load_tokenizer(folder if tokenizer_folder is None else tokenizer_folder)
     if options["max_length"] is None and default_len is not None:
         options = {**options, "max_length": default_len}
     return encoder_cls(model.to(device), tokenizer, dim=dim, position_limit=limit, source=source, **options)

@@ -57,7 +57,8 @@ def _ltx_text_encoder(
     dtype: torch.dtype | None,
 ) -> PromptEncoder:
     """The T5 for an LTX checkpoint: ``text_encoder`` (folder, or an encoder object), else the diffusers
-    folder's own ``text_encoder/`` (+ ``tokenizer/``)."""
+    folder's own ``text_encoder/`` (single or sharded safetensors) with its tokenizer files there or in
+    the sibling ``tokenizer/`` (the diffusers repository layout)."""
     from vidcore.text import load_text_encoder
 
     if text_encoder is not None and not isinstance(text_encoder, (str, os.PathLike)):
@@ -75,14 +76,14 @@ def _ltx_text_encoder(
     if _has_tokenizer(folder):
         return load_text_encoder(folder, device=device, dtype=dtype)
     tokenizer = checkpoint / "tokenizer"
-    weights = folder / "model.safetensors"
-    if _has_tokenizer(tokenizer) and weights.is_file():
-        # diffusers keeps the tokenizer beside the encoder; the weights are plain T5EncoderModel keys.
-        return load_text_encoder(weights, device=device, dtype=dtype, tokenizer_path=tokenizer)
+    if _has_tokenizer(tokenizer):
+        # diffusers keeps the tokenizer beside the encoder; the weights (one file or shards) stay in there.
+        return load_text_encoder(folder, device=device, dtype=dtype, tokenizer_path=tokenizer)
+    found = "does not exist" if not tokenizer.is_dir() else "has no spiece.model or tokenizer.json either"
     raise ValueError(
-        f"{str(folder)!r} has no tokenizer files and no single model.safetensors to pair with "
-        f"{str(tokenizer)!r}: copy the tokenizer files (spiece.model / tokenizer.json) into it, or pass "
-        "text_encoder=<T5 folder with its tokenizer> (CLI: --text-encoder DIR)"
+        f"{str(folder)!r} has no tokenizer files (spiece.model / tokenizer.json) and {str(tokenizer)!r} "
+        f"{found}: copy the tokenizer files into one of them, or pass text_encoder=<T5 folder with its "
+        "tokenizer> (CLI: --text-encoder DIR)"
     )
 
 
