@@ -81,6 +81,11 @@ class TrainConfig(ConfigMixin):
             raise ValueError(
                 f"TrainConfig.batch_size={self.batch_size} must divide evenly over processes={self.processes}"
             )
+        if self.latent_cache % self.processes:
+            raise ValueError(
+                f"TrainConfig.latent_cache={self.latent_cache} must divide evenly over "
+                f"processes={self.processes}"
+            )
         if self.kind == "vae" and self.processes != 1:
             raise ValueError(
                 "data-parallel processes are implemented for DiT training only (use processes=1)"
@@ -292,8 +297,10 @@ def export_ema(run: Run, factory: Callable[[], nn.Module], name: str) -> Path:
 class LatentCache:
     """VAE latents and text conditioning of the dataset items ``start .. start + n - 1``, encoded once.
 
-    Text rows are padded to one length L (mask False beyond each caption) so batches index directly;
-    row ``n`` holds the empty prompt (the unconditional branch used for caption dropout).
+    With ``world`` data-parallel workers each encodes an equal contiguous share and the shares are
+    all-gathered, so every worker holds the whole cache. Text rows are padded to one length L (mask
+    False beyond each caption) so batches index directly; row ``n`` is the empty prompt (the
+    unconditional branch used for caption dropout).
     """
 
     def __init__(
@@ -306,28 +313,52 @@ class LatentCache:
         window: int = 0,
         chunk: int = 64,
         log: Callable[[str], None] = print,
+        rank: int = 0,
+        world: int = 1,
     ) -> None:
         t0 = time.time()
+        share = n // world
+        lo = start + rank * share
         latents, captions, rows = [], [], []
         with torch.no_grad():
-            for i in range(start, start + n, chunk):
-                batch = data.items(i, min(chunk, start + n - i))
+            for i in range(lo, lo + share, chunk):
+                batch = data.items(i, min(chunk, lo + share - i))
                 latents.append(vae.encode(batch["video"]))
                 captions.extend(batch["caption"])
-            for i in range(0, n + 1, chunk):
-                texts = (captions + [""])[i : i + chunk]
-                emb, mask = text_encoder.encode(texts)
-                rows.append((emb, mask, text_encoder.encode_pooled(texts)))
-        length = max(e.shape[1] for e, _, _ in rows)
-        self.emb = torch.cat([F.pad(e, (0, 0, 0, length - e.shape[1])) for e, _, _ in rows])
-        self.mask = torch.cat([F.pad(m, (0, length - m.shape[1]), value=False) for _, m, _ in rows])
-        self.pooled = torch.cat([p for _, _, p in rows])
-        self.latents = torch.cat(latents)
+            texts = captions + [""]  # every worker encodes the empty prompt; only one copy is kept
+            for i in range(0, len(texts), chunk):
+                emb, mask = text_encoder.encode(texts[i : i + chunk])
+                rows.append((emb, mask, text_encoder.encode_pooled(texts[i : i + chunk])))
+        length = torch.tensor(max(e.shape[1] for e, _, _ in rows))
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(length, op=dist.ReduceOp.MAX)
+        length = int(length)
+        emb = torch.cat([F.pad(e, (0, 0, 0, length - e.shape[1])) for e, _, _ in rows])
+        mask = torch.cat([F.pad(m, (0, length - m.shape[1]), value=False) for _, m, _ in rows])
+        pooled = torch.cat([p for _, _, p in rows])
+        parts = [torch.cat(latents), emb[:-1], mask[:-1], pooled[:-1]]
+        if world > 1:
+            parts = [_all_gather_cat(t, world) for t in parts]
+        self.latents = parts[0]
+        self.emb = torch.cat([parts[1], emb[-1:]])
+        self.mask = torch.cat([parts[2], mask[-1:]])
+        self.pooled = torch.cat([parts[3], pooled[-1:]])
         self.window, self.empty = window, n
         log(
             f"latent cache: {n} videos -> {tuple(self.latents.shape)}, text length {length}, "
             f"{time.time() - t0:.0f}s"
         )
+
+
+def _all_gather_cat(t: Tensor, world: int) -> Tensor:
+    import torch.distributed as dist
+
+    t = t.contiguous()
+    out = [torch.empty_like(t) for _ in range(world)]
+    dist.all_gather(out, t)
+    return torch.cat(out)
 
 
 def train_dit(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
@@ -390,7 +421,17 @@ def _train_dit_worker(rank: int, cfg: TrainConfig, world: int, log: Callable[[st
     while run.step < cfg.steps:
         window = (run.step * cfg.batch_size) // (cfg.latent_cache * 8)
         if cache is None or cache.window != window:
-            cache = LatentCache(vae, text, data, cfg.latent_cache, window * cfg.latent_cache, window, log=log)
+            cache = LatentCache(
+                vae,
+                text,
+                data,
+                cfg.latent_cache,
+                window * cfg.latent_cache,
+                window,
+                log=log,
+                rank=rank,
+                world=world,
+            )
         rng = random.Random(cfg.seed * 1_000_003 + run.step)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + run.step)
         idx = [rng.randrange(cfg.latent_cache) for _ in range(cfg.batch_size)]
