@@ -31,6 +31,20 @@ def atomic_target(path: str | os.PathLike, overwrite: bool) -> Path:
     return path
 
 
+def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write to a temporary file in the same folder, then rename into place (no partial files)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def save_checkpoint(
     path: str | os.PathLike,
     model: nn.Module,
@@ -48,15 +62,7 @@ def save_checkpoint(
     metadata = {METADATA_CONFIG: config.to_json(), METADATA_KIND: kind}
     if extra_metadata:
         metadata.update({str(k): str(v) for k, v in extra_metadata.items()})
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_safetensors(path, tensors, metadata)
     return path
 
 

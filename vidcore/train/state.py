@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
+
+from ..io.checkpoint import write_safetensors
 
 
 class EMA:
@@ -78,15 +78,7 @@ def save_training_state(
     opt_tensors, opt_meta = _flatten_optimizer(optimizer)
     tensors.update(opt_tensors)
     metadata = {"step": str(step), "optimizer": json.dumps(opt_meta), "info": json.dumps(info)}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_safetensors(path, tensors, metadata)
     return path
 
 
