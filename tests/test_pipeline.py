@@ -1,4 +1,3 @@
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -6,51 +5,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from vidcore.models.dit import DiTConfig, SpacetimeDiT
-from vidcore.models.vae import CausalVAE3D, VAEConfig
-from vidcore.pipeline import PipelineConfig, load_pipeline, split_steps
+from vidcore.pipeline import load_pipeline, split_steps
 
-from ._tiny_hf import make_bert_folder
+from ._node_fixtures import make_models_root
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _randomize(model, seed):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-    return model
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tinymodel")
-    text = make_bert_folder(root / "text")
-    from vidcore.text import load_text_encoder
-
-    dim = load_text_encoder(str(text)).dim
-    vae = CausalVAE3D(
-        VAEConfig(
-            spatial_compression=4,
-            temporal_compression=4,
-            patch_size=4,
-            base_channels=8,
-            channel_multipliers=(1, 1, 1),
-            latent_channels=4,
-        )
-    )
-    dit = SpacetimeDiT(
-        DiTConfig(in_channels=4, out_channels=4, width=16, depth=1, heads=2, text_dim=dim, patch_s=1)
-    )
-    _randomize(dit, 1).save(root / "dit.safetensors")
-    _randomize(vae, 2).save(root / "vae.safetensors")
-    cfg = PipelineConfig(
-        name="test", text_encoder=str(text), num_frames=5, height=16, width=16, steps=4, guidance=3.0, fps=4.0
-    )
-    (root / "pipeline.json").write_text(json.dumps(cfg.to_dict()))
-    return root
+    # The same tiny random model folder the node and workflow tests use.
+    return make_models_root(tmp_path_factory.mktemp("tinymodel")) / "vidcore" / "tiny"
 
 
 @pytest.fixture(scope="module")
