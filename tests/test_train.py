@@ -1,4 +1,7 @@
 import json
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -187,3 +190,35 @@ def test_init_from_warm_starts_weights(tmp_path):
     # one step at a negligible LR: the EMA export of run b stays within float noise of run a's weights
     for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.allclose(x, y, atol=1e-5), k
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for its new parent to reap it counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads process states from /proc (Linux)")
+def test_workers_exit_when_the_launching_process_dies():
+    # Data-parallel workers watch their parent: killing the launcher must not leave them training.
+    # The launcher passes its own pid (as train_dit does); the worker reports once it is watching.
+    child = (
+        "import os, sys, time; from vidcore.train.trainer import exit_with_parent; "
+        "exit_with_parent(int(sys.argv[1]), poll_s=0.05); print(os.getpid(), flush=True); time.sleep(60)"
+    )
+    launcher = (
+        "import os, subprocess, sys, time; "
+        f"subprocess.Popen([sys.executable, '-c', {child!r}, str(os.getpid())]); time.sleep(60)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", launcher], stdout=subprocess.PIPE, text=True)
+    pid = int(proc.stdout.readline())
+    assert _alive(pid)
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 20
+    while _alive(pid) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid), "the worker outlived its launcher"

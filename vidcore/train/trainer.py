@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -376,12 +378,31 @@ def train_dit(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    mp.spawn(_dit_worker_entry, args=(cfg, port), nprocs=cfg.processes, join=True)
+    mp.spawn(_dit_worker_entry, args=(cfg, port, os.getpid()), nprocs=cfg.processes, join=True)
     return Path(cfg.out_dir) / "dit.safetensors"
 
 
-def _dit_worker_entry(rank: int, cfg: TrainConfig, port: int) -> None:
+def exit_with_parent(parent: int, poll_s: float = 1.0) -> threading.Thread:
+    """Exit this process as soon as ``parent`` is no longer its parent.
+
+    Spawned data-parallel workers would otherwise keep training (and writing checkpoints) after the
+    launching process was killed, e.g. by ``kill PID`` or a job scheduler.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    thread.start()
+    return thread
+
+
+def _dit_worker_entry(rank: int, cfg: TrainConfig, port: int, parent: int) -> None:
     import torch.distributed as dist
+
+    exit_with_parent(parent)
 
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=cfg.processes
