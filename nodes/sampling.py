@@ -87,6 +87,23 @@ def _rescale_input() -> tuple:
     )
 
 
+def _prepare(latent_image, positive, negative, seed: int, guidance: float, in_channels: int, **conv):
+    """Conversions both model families share: checked latents, conditioning pair, seeded CPU noise."""
+    samples = latent_samples(latent_image, "latent_image")
+    if samples.shape[1] != in_channels:
+        raise ValueError(
+            f"latent_image has {samples.shape[1]} channels but the model takes in_channels={in_channels}; "
+            "use latents made with this model's VAE"
+        )
+    conv["batch"] = samples.shape[0]
+    cond = from_conditioning(positive, "positive", **conv)
+    uncond = from_conditioning(negative, "negative", **conv) if guidance != 1.0 else None
+    cond, uncond = pad_pair(cond, uncond)
+    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    noise = torch.randn(samples.shape, generator=generator, dtype=torch.float32)
+    return samples, cond, uncond, noise, generator
+
+
 def run_sampler(
     model,
     positive,
@@ -102,119 +119,67 @@ def run_sampler(
     guidance_rescale: float,
     levels: int,
 ):
-    """Shared body of both sampler nodes: convert types, draw seeded noise, call vidcore.sample_latents
-    (LTX-Video models: their own LTXPipeline.sample, see :func:`run_ltx_sampler`)."""
+    """Shared body of both sampler nodes: convert types, draw seeded noise, call vidcore.sample_latents;
+    LTX-Video models run their own LTXPipeline.sample (a pyramidal schedule, a shift != 1 or denoise < 1
+    are refused there by name)."""
     from vidcore.models.ltx.pipeline import LTXPipeline
     from vidcore.pipeline import sample_latents
 
-    if isinstance(model, LTXPipeline):
-        return run_ltx_sampler(
-            model,
-            positive,
-            negative,
-            latent_image,
-            seed,
-            steps,
-            guidance,
-            schedule,
-            shift,
-            sampler,
-            denoise,
-            guidance_rescale,
-        )
-    dit = model.dit
-    samples = latent_samples(latent_image, "latent_image")
-    if samples.shape[1] != dit.config.in_channels:
-        raise ValueError(
-            f"latent_image has {samples.shape[1]} channels but the model takes in_channels="
-            f"{dit.config.in_channels}; use latents made with this model's VAE"
-        )
-    param = next(dit.parameters())
+    ltx = isinstance(model, LTXPipeline)
+    net = model.transformer if ltx else model.dit
+    param = next(net.parameters())
     device, dtype = param.device, param.dtype
-    batch = samples.shape[0]
-    cfg = dict(
-        text_dim=dit.config.text_dim,
-        needs_pooled=dit.config.pooled_text,
-        batch=batch,
+    if ltx:
+        conv = dict(text_dim=net.config.caption_channels, needs_pooled=False)
+    else:
+        conv = dict(text_dim=net.config.text_dim, needs_pooled=net.config.pooled_text)
+    samples, cond, uncond, noise, generator = _prepare(
+        latent_image,
+        positive,
+        negative,
+        seed,
+        guidance,
+        net.config.in_channels,
         device=device,
         dtype=dtype,
+        **conv,
     )
-    cond = from_conditioning(positive, "positive", **cfg)
-    uncond = from_conditioning(negative, "negative", **cfg) if guidance != 1.0 else None
-    cond, uncond = pad_pair(cond, uncond)
-    generator = torch.Generator(device="cpu").manual_seed(int(seed))
-    noise = torch.randn(samples.shape, generator=generator, dtype=torch.float32).to(device, dtype)
-    init = samples.to(device, dtype) if denoise < 1.0 else None
-    with _host.Progress(steps, "vidcore sampling") as bar, torch.no_grad():
-        out = sample_latents(
-            dit,
-            noise,
-            cond,
-            uncond,
-            steps,
-            guidance,
-            schedule,
-            shift,
-            sampler,
-            guidance_rescale,
-            levels,
-            init,
-            denoise,
-            generator,
-            bar.sampler_callback(),
-            disable=True,
-        )
-    return (make_latent(out.float().to(_host.intermediate_device())),)
-
-
-def run_ltx_sampler(
-    model,
-    positive,
-    negative,
-    latent_image,
-    seed: int,
-    steps: int,
-    guidance: float,
-    schedule: str,
-    shift: float,
-    sampler: str,
-    denoise: float,
-    guidance_rescale: float,
-):
-    """The sampler nodes on an LTX-Video model: same conversions and seeded noise, one LTXPipeline.sample
-    call (LTX's own schedule at the model's frame rate; a pyramidal schedule, a shift != 1 or denoise < 1
-    are refused there by name)."""
-    cfg = model.transformer.config
-    samples = latent_samples(latent_image, "latent_image")
-    if samples.shape[1] != cfg.in_channels:
-        raise ValueError(
-            f"latent_image has {samples.shape[1]} channels but the LTX-Video model takes {cfg.in_channels}; "
-            "use latents made with this model's VAE"
-        )
-    param = next(model.transformer.parameters())
-    batch = samples.shape[0]
-    conv = dict(
-        text_dim=cfg.caption_channels, needs_pooled=False, batch=batch, device=param.device, dtype=param.dtype
-    )
-    cond = from_conditioning(positive, "positive", **conv)
-    uncond = from_conditioning(negative, "negative", **conv) if guidance != 1.0 else None
-    cond, uncond = pad_pair(cond, uncond)
-    generator = torch.Generator(device="cpu").manual_seed(int(seed))
-    noise = torch.randn(samples.shape, generator=generator, dtype=torch.float32)
-    with _host.Progress(steps, "vidcore sampling (LTX-Video)") as bar, torch.no_grad():
-        out = model.sample(
-            noise,
-            cond,
-            uncond,
-            steps,
-            guidance,
-            guidance_rescale,
-            sampler=sampler,
-            callback=bar.sampler_callback(),
-            schedule=schedule,
-            shift=shift,
-            denoise=denoise,
-        )
+    label = "vidcore sampling (LTX-Video)" if ltx else "vidcore sampling"
+    with _host.Progress(steps, label) as bar, torch.no_grad():
+        if ltx:
+            # LTX's own schedule at the model's frame rate.
+            out = model.sample(
+                noise,
+                cond,
+                uncond,
+                steps,
+                guidance,
+                guidance_rescale,
+                sampler=sampler,
+                callback=bar.sampler_callback(),
+                schedule=schedule,
+                shift=shift,
+                denoise=denoise,
+            )
+        else:
+            out = sample_latents(
+                net,
+                noise.to(device, dtype),
+                cond,
+                uncond,
+                steps,
+                guidance,
+                schedule,
+                shift,
+                sampler,
+                guidance_rescale,
+                levels,
+                samples.to(device, dtype) if denoise < 1.0 else None,
+                denoise,
+                generator,
+                bar.sampler_callback(),
+                disable=True,
+            )
     return (make_latent(out.float().to(_host.intermediate_device())),)
 
 
