@@ -68,6 +68,20 @@ def test_pyramidal_and_other_samplers_run(pipe):
     assert split_steps(20, 3) == [7, 7, 6]
     for sampler in ("heun", "euler_ancestral"):
         assert pipe.generate("x", sampler=sampler, steps=2).shape == (5, 16, 16, 3)
+    with pytest.raises(ValueError, match="sampler='heun': schedule='pyramidal' integrates each stage"):
+        pipe.generate("x", schedule="pyramidal", sampler="heun", steps=6)
+
+
+def test_stochastic_sampler_is_reproducible_by_seed(pipe):
+    # euler_ancestral draws fresh noise every step: it must come from the seeded generator, not the
+    # global RNG (which is reseeded in between to prove it).
+    torch.manual_seed(123)
+    a = pipe.generate("a red circle", sampler="euler_ancestral", steps=4, seed=5)
+    torch.manual_seed(456)
+    b = pipe.generate("a red circle", sampler="euler_ancestral", steps=4, seed=5)
+    c = pipe.generate("a red circle", sampler="euler_ancestral", steps=4, seed=6)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
 
 
 def test_video_to_video_keeps_more_of_the_input_at_low_denoise(pipe):
@@ -94,6 +108,26 @@ def test_bad_sizes_and_names_are_clear_errors(pipe):
         pipe.generate("x", guidance=0.5)
     with pytest.raises(TypeError, match="prompt and negative_prompt must be strings"):
         pipe.generate(None)
+    with pytest.raises(ValueError, match="seed=3.9 must be an integer"):
+        pipe.generate("x", seed=3.9)
+    with pytest.raises(ValueError, match="frames contain NaN"):
+        pipe.generate("x", init_frames=torch.full((5, 16, 16, 3), float("nan")), denoise=0.5)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("guidance", 0.5, "guidance=0.5 must be >= 1"),
+        ("guidance_rescale", 1.5, "guidance_rescale=1.5 must be in"),
+        ("shift", 0.0, "shift=0.0 must be a finite number > 0"),
+        ("fps", float("nan"), "fps=nan must be a finite number > 0"),
+    ],
+)
+def test_pipeline_config_refuses_bad_defaults(field, value, message):
+    from vidcore.pipeline import PipelineConfig
+
+    with pytest.raises(ValueError, match=f"PipelineConfig.{message}"):
+        PipelineConfig(**{field: value})
 
 
 def test_nan_from_the_denoiser_stops_sampling(pipe):
@@ -137,3 +171,12 @@ def test_cli_generate_writes_file_and_refuses_overwrite(model_dir, tmp_path):
     res = subprocess.run(missing, cwd=ROOT, capture_output=True, text=True)
     assert res.returncode != 0 and "does not exist" in res.stderr
     assert not (tmp_path / "nope").exists()
+    # Inputs that write_video would refuse are refused before any generation (no model is loaded).
+    for extra, message in (
+        (["--format", "gif"], "--format gif contradicts the suffix"),
+        (["--fps", "0"], "--fps 0.0 must be a finite number > 0"),
+    ):
+        early = [*cmd[:6], str(tmp_path / "early.mp4"), "--model", "nope", *extra]
+        res = subprocess.run(early, cwd=ROOT, capture_output=True, text=True)
+        assert res.returncode != 0 and message in res.stderr, res.stderr
+        assert not (tmp_path / "early.mp4").exists()

@@ -371,3 +371,12 @@ def test_ddim_stochastic_and_errors():
         sample_ddim(lambda x, t: x * float("nan"), noise[:2], ddim_timesteps(5), ABAR)
     with pytest.raises(ValueError, match="strictly decreasing"):
         sample_ddim(gaussian_eps, noise[:2], torch.tensor([0, 10]), ABAR)
+
+
+def test_stochastic_noise_comes_from_the_generators_device_in_float32():
+    from vidcore.sampling.flow import randn_like_on
+
+    x = torch.zeros(2, 3, 4, dtype=torch.float64)
+    got = randn_like_on(x, torch.Generator().manual_seed(7))
+    want = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(7)).double()
+    assert got.dtype == torch.float64 and torch.equal(got, want)

@@ -172,8 +172,22 @@ def test_export_assembles_a_loadable_model_folder(tmp_path):
     out = export_model(vae_path, dit_path, tmp_path / "model", cfg)
     assert sorted(p.name for p in out.iterdir()) == ["dit.safetensors", "pipeline.json", "vae.safetensors"]
     assert load_pipeline(out).generate("a red circle").shape == (5, 32, 32, 3)
+    assert out.stat().st_mode & 0o777 == 0o755
     with pytest.raises(FileExistsError):
         export_model(vae_path, dit_path, out, cfg)
+    # Overwriting swaps the whole folder and keeps files it does not write (the model card).
+    (out / "MODEL_CARD.md").write_text("card")
+    export_model(vae_path, dit_path, out, PipelineConfig.from_dict({**cfg.to_dict(), "steps": 3}), True)
+    assert (out / "MODEL_CARD.md").read_text() == "card"
+    assert json.loads((out / "pipeline.json").read_text())["steps"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    from vidcore.train.export import main as export_main
+
+    fields = tmp_path / "fields.json"
+    fields.write_text(json.dumps({**cfg.to_dict(), "name": "from-file"}))
+    args = ["--vae", str(vae_path), "--dit", str(dit_path), "--config", str(fields)]
+    export_main([*args, "--out", str(tmp_path / "named"), "--name", "explicit"])
+    assert json.loads((tmp_path / "named" / "pipeline.json").read_text())["name"] == "explicit"
     bad = SpacetimeDiT(DiTConfig(in_channels=6, out_channels=6, width=16, depth=1, heads=2, text_dim=32))
     with pytest.raises(ValueError, match="latent_channels=4 does not fit DiT in_channels=6"):
         export_model(vae_path, bad.save(tmp_path / "bad.safetensors"), tmp_path / "other", cfg)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -76,6 +77,14 @@ def _run_generate(args: argparse.Namespace) -> int:
     fmt = args.format or out.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
         raise SystemExit(f"vidcore generate: cannot tell the format of {str(out)!r}; use --format {FORMATS}")
+    suffix = out.suffix.lstrip(".").lower()
+    if args.format and suffix in FORMATS and suffix != args.format:
+        raise SystemExit(
+            f"vidcore generate: --format {args.format} contradicts the suffix of {str(out)!r}; "
+            f"use a .{args.format} file name or --format {suffix}"
+        )
+    if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
+        raise SystemExit(f"vidcore generate: --fps {args.fps} must be a finite number > 0")
     if not out.parent.exists():
         raise SystemExit(f"vidcore generate: output folder {str(out.parent)!r} does not exist")
     if out.exists() and not args.overwrite:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -61,6 +62,20 @@ class PipelineConfig(ConfigMixin):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"PipelineConfig.{name}={value!r} must be a positive integer")
+        if not (math.isfinite(self.guidance) and self.guidance >= 1.0):
+            raise ValueError(f"PipelineConfig.guidance={self.guidance!r} must be >= 1 (1 = no guidance)")
+        if not 0.0 <= self.guidance_rescale <= 1.0:
+            raise ValueError(f"PipelineConfig.guidance_rescale={self.guidance_rescale!r} must be in [0, 1]")
+        for name in ("shift", "fps"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"PipelineConfig.{name}={value!r} must be a finite number > 0")
+
+
+def check_seed(seed: object) -> None:
+    """Seeds are integers in [0, 2**64); floats and bools are refused rather than truncated."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed={seed!r} must be an integer in [0, 2**64)")
 
 
 @dataclass
@@ -128,11 +143,14 @@ def prediction_denoiser(dit: SpacetimeDiT, full_hw: tuple[int, int] | None = Non
     """The DiT as a velocity denoiser ``model(x, sigma, **cond)``; at reduced resolution (pyramid stages)
     RoPE positions are scaled onto the full-resolution grid the model was trained on."""
 
+    dtype = next(dit.parameters()).dtype
+
     def model(x: Tensor, sigma: Tensor, **kwargs: Any) -> Tensor:
         scale = (1.0, 1.0, 1.0)
         if full_hw is not None:
             scale = (1.0, full_hw[0] / x.shape[-2], full_hw[1] / x.shape[-1])
-        return dit(x, sigma, rope_scale=scale, **kwargs)
+        # The sampler state stays float32; only the network runs in the model's dtype.
+        return dit(x.to(dtype), sigma, rope_scale=scale, **kwargs).to(x.dtype)
 
     return as_velocity_denoiser(model, dit.config.prediction)
 
@@ -169,6 +187,8 @@ def sample_latents(
         raise ValueError(f"denoise={denoise!r} must be in (0, 1]")
     if uncond is None and guidance != 1.0:
         raise ValueError("guidance != 1 needs the unconditional (negative prompt) conditioning")
+    if schedule == "pyramidal" and sampler != "euler":
+        raise ValueError(f"sampler={sampler!r}: schedule='pyramidal' integrates each stage with 'euler' only")
     full_hw = (noise.shape[-2], noise.shape[-1])
     base = prediction_denoiser(dit, full_hw if schedule == "pyramidal" else None)
     model = CFGDenoiser(
@@ -204,7 +224,10 @@ def sample_latents(
         x = (1 - s0) * init_latents + s0 * noise
     elif denoise != 1.0:
         raise ValueError("denoise < 1 needs init_latents (the latents of the input video)")
-    return SAMPLERS[sampler](model, x, sigmas.to(noise.device), callback=callback, disable=disable)
+    solver = SAMPLERS[sampler]
+    # Stochastic samplers draw their per-step noise from the caller's generator (reproducible by seed).
+    extra = {"generator": generator} if "generator" in inspect.signature(solver).parameters else {}
+    return solver(model, x, sigmas.to(noise.device), callback=callback, disable=disable, **extra)
 
 
 def split_steps(steps: int, stages: int) -> list[int]:
@@ -228,6 +251,8 @@ def frames_to_video(frames: Tensor) -> Tensor:
         raise ValueError(f"frames must be [T, H, W, 3] or [B, T, H, W, 3], got {tuple(frames.shape)}")
     if not frames.is_floating_point():
         raise TypeError(f"frames must be float in [0, 1], got dtype {frames.dtype}")
+    if not bool(torch.isfinite(frames).all()):
+        raise ValueError("frames contain NaN or infinite values; expected floats in [0, 1]")
     lo, hi = float(frames.min()), float(frames.max())
     if lo < -1e-3 or hi > 1 + 1e-3:
         raise ValueError(f"frames must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
@@ -316,17 +341,17 @@ class VideoPipeline:
         check_choice("schedule", schedule, SCHEDULES)
         levels = cfg.pyramid_stages if schedule == "pyramidal" else 1
         shape = check_generation_size(self.vae, self.dit, num_frames, height, width, levels)
-        generator = torch.Generator(device="cpu").manual_seed(int(seed))
-        noise = torch.randn((1, *shape), generator=generator).to(
-            self.device, next(self.dit.parameters()).dtype
-        )
+        check_seed(seed)
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        # float32 sampler state on the model's device; the DiT casts to its own dtype inside.
+        noise = torch.randn((1, *shape), generator=generator).to(self.device)
         guidance = cfg.guidance if guidance is None else float(guidance)
-        cond, uncond = self.encode_pair(prompt, negative_prompt)
-        init_latents = None
-        if init_frames is not None:
-            video = frames_to_video(init_frames).to(self.device, self.vae.dtype)
-            init_latents = self.vae.encode(video).to(noise.dtype)
         with torch.no_grad():
+            cond, uncond = self.encode_pair(prompt, negative_prompt)
+            init_latents = None
+            if init_frames is not None:
+                video = frames_to_video(init_frames).to(self.device, self.vae.dtype)
+                init_latents = self.vae.encode(video).float()
             latents = sample_latents(
                 self.dit,
                 noise,

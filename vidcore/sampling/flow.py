@@ -69,6 +69,13 @@ def euler_step(x: Tensor, v: Tensor, sigma: float, sigma_next: float) -> Tensor:
     return x + (sigma_next - sigma) * v.to(x.dtype)
 
 
+def randn_like_on(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Standard normal noise shaped like ``x`` on its device and dtype, drawn float32 on the generator's
+    device (a CPU generator gives the same noise on every device) and then moved."""
+    device = x.device if generator is None else generator.device
+    return torch.randn(x.shape, generator=generator, device=device, dtype=torch.float32).to(x.device, x.dtype)
+
+
 def as_velocity_denoiser(model: Denoiser, prediction: str) -> Denoiser:
     """Wrap a denoiser predicting ``prediction`` ("velocity", "x0" or "epsilon") so it returns velocity."""
     if prediction not in PREDICTION_TYPES:

@@ -124,12 +124,16 @@ def sample_block_noise(
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
     """Noise [..., H, W], independent per 2x2 block with covariance (1+g)I - g 11^T, in closed form:
-    n = sqrt(1+g)(z - mean(z)) + sqrt(1-3g) mean(z) for z ~ N(0, I_4) (no MultivariateNormal)."""
+    n = sqrt(1+g)(z - mean(z)) + sqrt(1-3g) mean(z) for z ~ N(0, I_4) (no MultivariateNormal).
+
+    z is drawn on the generator's device (a CPU generator gives the same noise on every device)."""
     _check_gamma(gamma)
     *lead, h, w = shape
     if h % 2 or w % 2:
         raise ValueError(f"block noise needs even height and width, got {h}x{w}")
-    z = torch.randn(*lead, h // 2, w // 2, 4, generator=generator, device=device, dtype=dtype)
+    draw_on = device if generator is None else generator.device
+    z = torch.randn(*lead, h // 2, w // 2, 4, generator=generator, device=draw_on, dtype=torch.float32)
+    z = z.to(device, dtype)
     m = z.mean(dim=-1, keepdim=True)
     n = math.sqrt(1 + gamma) * (z - m) + math.sqrt(max(1 - 3 * gamma, 0.0)) * m
     return rearrange(n, "... h w (p q) -> ... (h p) (w q)", p=2, q=2)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .flow import Denoiser, add_noise, eps_from_velocity, euler_step, x0_from_velocity
+from .flow import Denoiser, add_noise, eps_from_velocity, euler_step, randn_like_on, x0_from_velocity
 from .loop import Callback, call_denoiser, report, step_range
 from .schedules import check_sigmas
 
@@ -111,7 +111,7 @@ def sample_euler_ancestral(
         noise = eps_from_velocity(x, s, v)
         if c > 0:
             # Keep a unit-variance noise: part predicted eps, part fresh z (c / s' of it).
-            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            z = randn_like_on(x, generator)
             fresh = c / s_next
             noise = (1 - fresh**2) ** 0.5 * noise + fresh * z
         x = add_noise(denoised, noise, s_next)

@@ -39,19 +39,34 @@ def export_model(
     if not out.parent.is_dir():
         raise FileNotFoundError(f"output folder {str(out.parent)!r} does not exist")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    old: Path | None = None
     try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700: a model folder must be readable by other users
         shutil.copyfile(vae_path, tmp / "vae.safetensors")
         shutil.copyfile(dit_path, tmp / "dit.safetensors")
         (tmp / PIPELINE_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        for name in ("vae.safetensors", "dit.safetensors", PIPELINE_FILE):
+            os.chmod(tmp / name, 0o644)
         if out.exists():
-            for name in ("vae.safetensors", "dit.safetensors", PIPELINE_FILE):
-                os.replace(tmp / name, out / name)
-            tmp.rmdir()
-        else:
-            os.replace(tmp, out)
+            # Swap whole folders, so a reader never sees a new VAE beside an old DiT. Other files in
+            # the old folder (e.g. a model card) move over first.
+            for extra in out.iterdir():
+                if (tmp / extra.name).exists():
+                    continue
+                if extra.is_dir():
+                    shutil.copytree(extra, tmp / extra.name)
+                else:
+                    shutil.copy2(extra, tmp / extra.name)
+            old = out.with_name(f".{out.name}.old.{os.getpid()}")
+            os.replace(out, old)
+        os.replace(tmp, out)
     except BaseException:
+        if old is not None and not out.exists():
+            os.replace(old, out)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if old is not None:
+        shutil.rmtree(old)
     return out
 
 
@@ -69,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     fields = json.loads(Path(args.config).read_text()) if args.config else {}
-    fields.setdefault("name", args.name or Path(args.out).name)
+    if args.name:
+        fields["name"] = args.name
+    fields.setdefault("name", Path(args.out).name)
     print(export_model(args.vae, args.dit, args.out, PipelineConfig.from_dict(fields), args.overwrite))
     return 0
 
