@@ -67,7 +67,11 @@ def register_model_folders() -> None:
         return
     for name in (MODEL_FOLDER, LLM_FOLDER):
         default = os.path.join(fp.models_dir, name)
-        if default not in fp.get_folder_paths(name):
+        try:
+            known = fp.get_folder_paths(name)
+        except KeyError:  # ComfyUI raises for a kind nobody has registered yet (the usual case)
+            known = []
+        if default not in known:
             fp.add_model_folder_path(name, default)
 
 

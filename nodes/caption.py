@@ -77,7 +77,7 @@ class VidCoreCaptionVideo:
                         "min": 0,
                         "max": 0xFFFFFFFF,
                         "control_after_generate": True,
-                        "tooltip": "Seed when temperature > 0.",
+                        "tooltip": "Sampling seed, used only when temperature > 0.",
                     },
                 ),
             }
@@ -138,6 +138,16 @@ class VidCoreCaptionToPrompt:
                     "INT",
                     {"default": 77, "min": 1, "max": 512, "tooltip": "vlm mode: rewrite length cap."},
                 ),
+                "temperature": (
+                    "FLOAT",
+                    {
+                        "default": 0.0,
+                        "min": 0.0,
+                        "max": 2.0,
+                        "step": 0.05,
+                        "tooltip": "vlm mode: 0 = greedy (deterministic, seed unused); > 0 samples.",
+                    },
+                ),
                 "seed": (
                     "INT",
                     # The frontend adds this control to every INT named seed anyway; saying so keeps the
@@ -147,7 +157,7 @@ class VidCoreCaptionToPrompt:
                         "min": 0,
                         "max": 0xFFFFFFFF,
                         "control_after_generate": True,
-                        "tooltip": "vlm mode: seed.",
+                        "tooltip": "vlm mode: sampling seed, used only when temperature > 0.",
                     },
                 ),
             },
@@ -156,7 +166,7 @@ class VidCoreCaptionToPrompt:
             },
         }
 
-    def rewrite(self, caption, mode, style, extra_terms, max_new_tokens, seed, captioner=None):
+    def rewrite(self, caption, mode, style, extra_terms, max_new_tokens, temperature, seed, captioner=None):
         from vidcore.caption import caption_to_prompt, rewrite_with_vlm
 
         if mode not in REWRITE_MODES:
@@ -169,5 +179,5 @@ class VidCoreCaptionToPrompt:
         elif captioner is None:
             raise ValueError("mode='vlm' needs the captioner input connected (VidCore Load Captioner)")
         else:
-            prompt = rewrite_with_vlm(captioner, caption, style_arg, terms, max_new_tokens, seed)
+            prompt = rewrite_with_vlm(captioner, caption, style_arg, terms, max_new_tokens, seed, temperature)
         return {"ui": {"text": [prompt]}, "result": (prompt,)}

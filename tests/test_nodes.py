@@ -327,12 +327,12 @@ def test_cancellation_stops_within_one_step_and_writes_nothing(loaded, folders, 
 def test_caption_to_prompt_template_and_errors():
     n = node("VidCoreCaptionToPrompt")
     out = n.rewrite(
-        "The video shows a red circle moving right.", "template", "cinematic", "4k, smooth", 77, 0
+        "The video shows a red circle moving right.", "template", "cinematic", "4k, smooth", 77, 0.0, 0
     )
     assert out["result"] == ("a red circle moving right, cinematic, 4k, smooth",)
     assert out["ui"]["text"] == ["a red circle moving right, cinematic, 4k, smooth"]
     with pytest.raises(ValueError, match="needs the captioner"):
-        n.rewrite("a caption", "vlm", "", "", 77, 0)
+        n.rewrite("a caption", "vlm", "", "", 77, 0.0, 0)
 
 
 @pytest.mark.skipif(os.environ.get("VIDCORE_FAST_TESTS") == "1", reason="VIDCORE_FAST_TESTS=1 skips the VLM")
@@ -343,8 +343,13 @@ def test_caption_nodes_on_a_tiny_vlm(folders):
     out = node("VidCoreCaptionVideo").caption(cap, frames, 8.0, "Describe this video.", 2, 5, 0.0, 0)
     ref = cap.caption(frames, question="Describe this video.", num_frames=2, video_fps=8.0, max_new_tokens=5)
     assert out["result"] == (ref,) and isinstance(ref, str)
-    vlm = node("VidCoreCaptionToPrompt").rewrite("a red circle", "vlm", "", "4k", 4, 0, cap)["result"][0]
+    rewrite = node("VidCoreCaptionToPrompt").rewrite
+    vlm = rewrite("a red circle", "vlm", "", "4k", 4, 0.0, 0, cap)["result"][0]
     assert vlm.endswith("4k")
+    # temperature reaches the VLM: sampled rewrites follow the seed and differ from the greedy one
+    sampled = [rewrite("a red circle", "vlm", "", "4k", 4, 2.0, s, cap)["result"][0] for s in range(4)]
+    assert sampled[1] == rewrite("a red circle", "vlm", "", "4k", 4, 2.0, 1, cap)["result"][0]
+    assert any(s != vlm for s in sampled)
 
 
 def test_flow_and_metrics_nodes_match_the_library(folders):
@@ -441,3 +446,32 @@ def test_load_pipeline_default_matches_node_folder(folders):
     pipe = load_pipeline(folders["root"] / "vidcore" / "tiny")
     cond = to_conditioning(pipe.encode_text(["x"]))
     assert cond[0][0].shape[-1] == pipe.dit.config.text_dim
+
+
+def test_model_folders_register_in_a_fresh_comfyui(monkeypatch, tmp_path):
+    # ComfyUI's folder_paths.get_folder_paths raises KeyError for a kind nobody registered: the pack
+    # must register models/vidcore and models/LLM itself (and stay idempotent on a second import).
+    import types
+
+    registry: dict[str, tuple[list[str], set]] = {}
+
+    def get_folder_paths(name):
+        return registry[name][0][:]
+
+    def add_model_folder_path(name, path, is_default=False):
+        paths = registry.setdefault(name, ([], set()))[0]
+        if path not in paths:
+            paths.append(path)
+
+    fake = types.SimpleNamespace(
+        models_dir=str(tmp_path),
+        get_folder_paths=get_folder_paths,
+        add_model_folder_path=add_model_folder_path,
+    )
+    monkeypatch.setitem(sys.modules, "folder_paths", fake)
+    _host.register_model_folders()
+    _host.register_model_folders()
+    assert registry == {
+        "vidcore": ([str(tmp_path / "vidcore")], set()),
+        "LLM": ([str(tmp_path / "LLM")], set()),
+    }

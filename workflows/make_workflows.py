@@ -190,6 +190,7 @@ API: dict[str, dict] = {
                 "style": "cinematic",
                 "extra_terms": "smooth motion",
                 "max_new_tokens": 77,
+                "temperature": 0.0,
                 "seed": 0,
             },
         },

@@ -65,14 +65,16 @@ def rewrite_with_vlm(
     extra_terms: Sequence[str] = (),
     max_new_tokens: int = 77,
     seed: int = 0,
+    temperature: float = 0.0,
 ) -> str:
-    """Ask the captioner's language model to rewrite the caption as a prompt; extra terms are appended."""
+    """Ask the captioner's language model to rewrite the caption as a prompt; extra terms are appended.
+    ``temperature`` 0 is greedy (``seed`` unused); above 0 the rewrite is sampled with ``seed``."""
     _check_text("caption", caption)
     _check_text("style", style, allow_none=True)
     request = VLM_REWRITE_REQUEST.format(
         caption=" ".join(caption.split()), style=f" Use a {style.strip()} style." if style else ""
     )
-    answer = captioner.ask(request, max_new_tokens=max_new_tokens, seed=seed)
+    answer = captioner.ask(request, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     if not answer.strip():
         raise RuntimeError(f"the VLM returned an empty rewrite for caption {caption[:60]!r}")
     return caption_to_prompt(answer, None, extra_terms)
