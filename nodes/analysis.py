@@ -85,7 +85,7 @@ class VidCoreFlowWarpLoss:
     def loss(self, images, flow, occlusion_mask: bool):
         from vidcore.flow import flow_loss
 
-        if not isinstance(flow, dict) or "forward" not in flow:
+        if not isinstance(flow, dict) or not {"forward", "backward"} <= flow.keys():
             raise TypeError("flow must be a VIDCORE_FLOW from VidCore Optical Flow")
         video = image_to_frames_first(images)
         back = flow["backward"][None] if occlusion_mask else None

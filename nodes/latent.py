@@ -16,7 +16,9 @@ def _opt(value: int) -> int | None:
     return None if value == 0 else value
 
 
-def _overlap(value: int) -> int | None:
+def _overlap(value: int, tile_size: int) -> int | None:
+    if tile_size == 0 and value != -1:
+        raise ValueError(f"tile_overlap={value} needs tiling: set tile_size > 0, or tile_overlap to -1")
     return None if value == -1 else value
 
 
@@ -134,7 +136,7 @@ class VidCoreVAEEncode:
                 video,
                 temporal_chunk=_opt(temporal_chunk),
                 tile_size=_opt(tile_size),
-                tile_overlap=_overlap(tile_overlap),
+                tile_overlap=_overlap(tile_overlap, tile_size),
                 callback=bar.chunk_callback(),
             )
         return (make_latent(z.float().to(_host.intermediate_device())),)
@@ -166,7 +168,7 @@ class VidCoreVAEDecode:
                 z,
                 temporal_chunk=_opt(temporal_chunk),
                 tile_size=_opt(tile_size),
-                tile_overlap=_overlap(tile_overlap),
+                tile_overlap=_overlap(tile_overlap, tile_size),
                 callback=bar.chunk_callback(),
             )
         return (video_to_image(video, _host.intermediate_device()),)

@@ -180,6 +180,8 @@ def test_vae_encode_decode_match_the_library_and_tick_per_chunk(loaded):
     assert tiled.shape == img.shape and float((tiled - img).abs().mean()) < 0.2
     with pytest.raises(ValueError, match="num_frames=8"):
         node("VidCoreVAEEncode").encode(vae, frames[:8], 0, 0, -1)
+    with pytest.raises(ValueError, match="tile_overlap=4 needs tiling: set tile_size > 0"):
+        node("VidCoreVAEDecode").decode(vae, lat, 0, 0, 4)
 
 
 def _sample(model, pos, neg, lat, **kw):
@@ -367,6 +369,8 @@ def test_flow_and_metrics_nodes_match_the_library(folders):
     value = out["result"][0]
     ref = flow_loss(frames.permute(3, 0, 1, 2)[None], flow["forward"][None], flow["backward"][None])
     assert value == pytest.approx(float(ref), rel=1e-6) and value >= 0
+    with pytest.raises(TypeError, match="flow must be a VIDCORE_FLOW"):
+        node("VidCoreFlowWarpLoss").loss(frames, {"forward": flow["forward"]}, True)
     shifted = (frames + 0.05).clamp(0, 1)
     res = node("VidCoreVideoMetrics").score(frames, 8.0, "lucas_kanade", shifted)
     flicker, warp, dyn, text, plot, clip_sim, clip_tc, psnr, ssim = res["result"]
