@@ -23,7 +23,12 @@ def input_videos() -> list[str]:
     for dirpath, _dirs, files in os.walk(root):
         for f in files:
             if f.lower().endswith(VIDEO_EXTENSIONS) and not f.startswith("."):
-                names.append(Path(dirpath, f).relative_to(root).as_posix())
+                name = Path(dirpath, f).relative_to(root).as_posix()
+                try:
+                    _host.inside(root, name, "video")  # list only what Load Video will accept
+                except ValueError:
+                    continue  # a link that leads outside the input folder
+                names.append(name)
     return sorted(names)
 
 

@@ -288,6 +288,13 @@ def test_load_video_input_folder_only(folders):
         with pytest.raises(ValueError, match="outside the folder|absolute path"):
             loader().load(bad, 0, 1, 0)
         assert "outside" in loader.VALIDATE_INPUTS(bad) or "absolute" in loader.VALIDATE_INPUTS(bad)
+    # a link in the input folder that leads outside is not offered (it would only be refused)
+    (folders["input"] / "link.mp4").symlink_to(outside)
+    try:
+        assert "link.mp4" not in loader.INPUT_TYPES()["required"]["video"][0]
+        assert "outside" in loader.VALIDATE_INPUTS("link.mp4")
+    finally:
+        (folders["input"] / "link.mp4").unlink()
     assert loader.VALIDATE_INPUTS(INPUT_VIDEO) is True
     (folders["input"] / "broken.mp4").write_bytes(b"not a video at all")
     with pytest.raises(ValueError, match="broken.mp4"):
