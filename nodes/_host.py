@@ -53,10 +53,6 @@ def _model_management() -> Any | None:
     return mm
 
 
-def in_comfyui() -> bool:
-    return _folder_paths() is not None
-
-
 # ------------------------------------------------------------------------------------------------ folders
 
 

@@ -90,20 +90,7 @@ def _t2v_score() -> dict:
 
 API: dict[str, dict] = {
     "text_to_video_tiny": _t2v(
-        {
-            "class_type": "VidCoreSampler",
-            "inputs": {
-                **SAMPLE_IN,
-                "seed": 42,
-                "steps": 20,
-                "guidance": 4.0,
-                "schedule": "flow",
-                "shift": 1.0,
-                "sampler": "euler",
-                "denoise": 1.0,
-                "guidance_rescale": 0.0,
-            },
-        },
+        EULER_20,
         "vidcore/text_to_video",
         "a red circle moving right on a black background",
     ),
@@ -207,20 +194,7 @@ API: dict[str, dict] = {
                 "batch_size": 1,
             },
         },
-        "5": {
-            "class_type": "VidCoreSampler",
-            "inputs": {
-                **SAMPLE_IN,
-                "seed": 42,
-                "steps": 20,
-                "guidance": 4.0,
-                "schedule": "flow",
-                "shift": 1.0,
-                "sampler": "euler",
-                "denoise": 1.0,
-                "guidance_rescale": 0.0,
-            },
-        },
+        "5": EULER_20,
         "6": {"class_type": "VidCoreVAEDecode", "inputs": {"vae": ["1", 1], "samples": ["5", 0], **DECODE}},
         "7": {
             "class_type": "VidCoreSaveVideo",
