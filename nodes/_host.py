@@ -135,6 +135,14 @@ def output_dir() -> Path:
     return _special_dir("output")
 
 
+def pick(choices: dict, name: str, what: str, where: str) -> Any:
+    """``choices[name]``, or an error naming the value, where it was searched and what is available."""
+    if name not in choices:
+        listed = sorted(choices) or ["(none found)"]
+        raise ValueError(f"{what}={name!r} was not found in {where}; available: {listed}")
+    return choices[name]
+
+
 def inside(root: Path, name: str, what: str) -> Path:
     """``root / name`` resolved, refusing absolute paths and anything that resolves outside ``root``."""
     if not isinstance(name, str) or not name.strip():

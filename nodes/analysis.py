@@ -112,12 +112,8 @@ def _cached_clip(clip_name: str, need_text: bool):
     """The CLIP folder ``clip_name`` loaded once (fp32, on ComfyUI's device) and cached across runs."""
     from vidcore.metrics.clip import load_clip
 
-    choices = clip_choices()
-    if clip_name not in choices:
-        where = ", ".join(f"models/{k}" for k in _host.CLIP_FOLDERS)
-        listed = sorted(choices) or ["(none found)"]
-        raise ValueError(f"clip_name={clip_name!r} was not found in {where}; available: {listed}")
-    path, device = choices[clip_name], _host.torch_device()
+    where = ", ".join(f"models/{k}" for k in _host.CLIP_FOLDERS)
+    path, device = _host.pick(clip_choices(), clip_name, "clip_name", where), _host.torch_device()
     kind = "clip+text" if need_text else "clip"  # a load without the text check must not serve CLIP-SIM
     return _host.MODELS.get(
         kind, path, device, torch.float32, lambda: load_clip(path, require_text=need_text, device=device)

@@ -81,13 +81,6 @@ def captioner_choices() -> dict[str, Path]:
     return _host.list_model_dirs((_host.LLM_FOLDER,), "config.json")
 
 
-def _pick(choices: dict, name: str, what: str, where: str):
-    if name not in choices:
-        listed = sorted(choices) or ["(none found)"]
-        raise ValueError(f"{what}={name!r} was not found in {where}; available: {listed}")
-    return choices[name]
-
-
 def _device_dtype(precision: str):
     device = _host.torch_device()
     return device, _host.resolve_precision(precision, device)
@@ -142,7 +135,7 @@ class VidCoreLoadModel:
         from vidcore.models.ltx.pipeline import LTXPipeline
         from vidcore.pipeline import load_pipeline
 
-        path = _pick(
+        path = _host.pick(
             model_choices(),
             model_name,
             "model_name",
@@ -150,7 +143,7 @@ class VidCoreLoadModel:
         )
         text = None
         if text_encoder_name not in (None, AUTO_TEXT_ENCODER):
-            text = _pick(
+            text = _host.pick(
                 ltx_text_encoder_choices(), text_encoder_name, "text_encoder_name", "models/text_encoders"
             )
         device, dtype = _device_dtype(precision)
@@ -188,7 +181,7 @@ class VidCoreLoadVAE:
     def load(self, vae_name: str, precision: str):
         from vidcore.models.vae import CausalVAE3D
 
-        path = _pick(vae_choices(), vae_name, "vae_name", "model folders and models/vae")
+        path = _host.pick(vae_choices(), vae_name, "vae_name", "model folders and models/vae")
         device, dtype = _device_dtype(precision)
         vae = _host.MODELS.get(
             "vae", path, device, dtype, lambda: CausalVAE3D.from_checkpoint(path, device=device, dtype=dtype)
@@ -221,7 +214,7 @@ class VidCoreLoadTextEncoder:
     def load(self, encoder_name: str, precision: str):
         from vidcore.text import load_text_encoder
 
-        target = _pick(
+        target = _host.pick(
             text_encoder_choices(), encoder_name, "encoder_name", "models/text_encoders, models/LLM"
         )
         device, dtype = _device_dtype(precision)
@@ -253,7 +246,7 @@ class VidCoreLoadCaptioner:
     def load(self, model_name: str, precision: str):
         from vidcore.caption import load_captioner
 
-        path = _pick(captioner_choices(), model_name, "model_name", "models/LLM")
+        path = _host.pick(captioner_choices(), model_name, "model_name", "models/LLM")
         device, dtype = _device_dtype(precision)
         cap = _host.MODELS.get("captioner", path, device, dtype, lambda: load_captioner(path, device, dtype))
         return (cap,)

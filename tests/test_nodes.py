@@ -486,3 +486,10 @@ def test_model_folders_register_in_a_fresh_comfyui(monkeypatch, tmp_path):
         "vidcore": ([str(tmp_path / "vidcore")], set()),
         "LLM": ([str(tmp_path / "LLM")], set()),
     }
+
+
+def test_unknown_model_names_list_what_is_available(folders):
+    with pytest.raises(ValueError, match=r"vae_name='nope.safetensors' was not found in .*; available: \["):
+        node("VidCoreLoadVAE").load("nope.safetensors", "auto")
+    with pytest.raises(ValueError, match=r"clip_name='nope' was not found in models/clip_vision"):
+        node("VidCoreVideoMetrics").score(moving_square(3, 16), 8.0, "lucas_kanade", None, "", "nope")
