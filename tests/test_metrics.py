@@ -332,6 +332,29 @@ def test_score_video_reports_all_metrics_and_curves(tiny_clip, tmp_path):
         save_curves_png(png, curves)
 
 
+def test_is_dynamic_judges_frames_subsampled_to_about_8_fps():
+    from vidcore.metrics.score import score_video
+    from vidcore.metrics.temporal import flow_motion_scores, video_flows
+
+    video = _translating_video(7, 1)
+    at24 = score_video(video, fps=24.0)
+    assert at24["is_dynamic_interval"] == 3  # VBench: round(24 / 8)
+    sub = flow_motion_scores(video_flows(video[::3]))
+    assert sub.numel() == 2 and float(sub.min()) > 2.5  # 3 px between the kept frames
+    assert at24["is_dynamic"] == is_dynamic(sub, 32, 32, 24.0)
+    assert score_video(video, fps=8.0)["is_dynamic_interval"] == 1
+
+
+def test_warp_error_of_a_pair_without_valid_pixels_is_nan():
+    from vidcore.metrics.temporal import warp_error_per_pair
+
+    video = _translating_video(3, 1)
+    away = torch.full((2, 2, 32, 32), 100.0)  # every match leaves the frame
+    per_pair = warp_error_per_pair(video, away, -away)
+    assert torch.isnan(per_pair).all()
+    assert math.isnan(warp_error(video, away, -away))
+
+
 def test_score_video_bad_input():
     from vidcore.metrics.score import score_video
 
@@ -378,3 +401,14 @@ def test_score_cli_end_to_end(tmp_path, capsys):
     assert sorted(both["videos"]) == ["a.mp4", "b.mp4"] and "flicker" in both["mean"]
     with pytest.raises(ValueError, match="single video"):
         main([str(folder), "--plot", str(tmp_path / "x.png")])
+
+
+def test_clip_folders_load_from_safetensors_only(tmp_path):
+    from vidcore.metrics.clip import load_clip
+
+    (tmp_path / "config.json").write_text('{"model_type": "clip"}')
+    with pytest.raises(FileNotFoundError, match="is missing model.safetensors"):
+        load_clip(tmp_path)
+    (tmp_path / "pytorch_model.bin").write_bytes(b"not unpickled")
+    with pytest.raises(ValueError, match="vidcore never unpickles weights"):
+        load_clip(tmp_path)

@@ -66,6 +66,11 @@ def load_clip(
         )
     if not (root / "config.json").is_file():
         raise ValueError(f"clip folder {str(root)!r} has no config.json: not a transformers model folder")
+    from ..text.loading import safetensors_keys
+
+    _, missing = safetensors_keys(root)  # refuses .bin-only folders: weights are never unpickled
+    if missing:
+        raise FileNotFoundError(f"clip folder {str(root)!r} is missing {'; '.join(missing)}")
     config = _read_json(root / "config.json")
     model_type = config.get("model_type")
     needs = (
@@ -77,11 +82,13 @@ def load_clip(
             raise ValueError(
                 f"clip folder {str(root)!r} holds only a vision tower (model_type={model_type!r}); {needs}"
             )
-        model = CLIPVisionModelWithProjection.from_pretrained(root, local_files_only=True, dtype=dtype)
+        model = CLIPVisionModelWithProjection.from_pretrained(
+            root, local_files_only=True, use_safetensors=True, dtype=dtype
+        )
         tokenizer = None
     elif model_type == "clip":
         model, info = CLIPModel.from_pretrained(
-            root, local_files_only=True, dtype=dtype, output_loading_info=True
+            root, local_files_only=True, use_safetensors=True, dtype=dtype, output_loading_info=True
         )
         missing = sorted(
             k for k in info.get("missing_keys", []) if k.startswith(("text_model", "text_projection"))
@@ -133,8 +140,8 @@ def clip_preprocess(frames: Tensor, size: int, mean: tuple, std: tuple) -> Tenso
         x = F.interpolate(x, size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=True)
     top, left = (new_h - size) // 2, (new_w - size) // 2
     x = x[..., top : top + size, left : left + size].clamp(0, 1)
-    m = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x - m) / s
 
 

@@ -114,7 +114,9 @@ def warp_error_per_pair(
         flows_back = video_flows(frames, method, backward=True)
     x = rearrange(frames.to(torch.float32), "t h w c -> t c h w")
     total, count = warp_residual(x[:-1], x[1:], flows.to(torch.float32), flows_back.to(torch.float32))
-    return (total / count.clamp_min(1)).to(torch.float64)
+    # A pair with no valid pixel (all occluded or leaving the frame) has no warp error: NaN, not 0 (best).
+    per_pair = total.to(torch.float64) / count.to(torch.float64)
+    return torch.where(count > 0, per_pair, torch.full_like(per_pair, float("nan")))
 
 
 def warp_error(
@@ -123,8 +125,9 @@ def warp_error(
     flows_back: Tensor | None = None,
     method: str = DEFAULT_METHOD,
 ) -> float:
-    """Mean warping error over all consecutive pairs (lower = more temporally consistent)."""
-    return float(warp_error_per_pair(frames, flows, flows_back, method).mean())
+    """Mean warping error over the consecutive pairs that have valid pixels (lower = more temporally
+    consistent); NaN when no pair has any."""
+    return float(warp_error_per_pair(frames, flows, flows_back, method).nanmean())
 
 
 def flow_motion_scores(flows: Tensor, top_fraction: float = 0.05) -> Tensor:

@@ -43,18 +43,14 @@ def rope_3d(
     for name, d in zip("thw", axes_dims, strict=True):
         if d % 2:
             raise ValueError(f"rope axis dim for {name} is {d}; every axis dim must be even")
-    grids = torch.meshgrid(
-        torch.arange(t, device=device),
-        torch.arange(h, device=device),
-        torch.arange(w, device=device),
-        indexing="ij",
-    )
+    # float64 angles on the CPU (MPS has no float64), then float32 tables on the target device.
+    grids = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij")
     angles = [
         axis_angles(g.reshape(-1).to(torch.float64) * s, d, theta)
         for g, d, s in zip(grids, axes_dims, scale, strict=True)
     ]
     ang = torch.cat(angles, dim=-1)
-    return ang.cos().float(), ang.sin().float()
+    return ang.cos().float().to(device), ang.sin().float().to(device)
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
