@@ -56,7 +56,8 @@ def synthetic_flow(
     parts = {"translation": translation, "rotation": rotation, "smooth": smooth}
     if motion == "mixed":
         weights = torch.rand(3, generator=generator, dtype=torch.float64) + 0.2
-        field = sum(w * (p() / p().abs().max()) for w, p in zip(weights, parts.values(), strict=True))
+        fields = [p() for p in parts.values()]  # one draw each, normalised by its own peak
+        field = sum(w * (f / f.abs().max()) for w, f in zip(weights, fields, strict=True))
     else:
         field = parts[motion]()
     mag = field.square().sum(0).sqrt().max()
