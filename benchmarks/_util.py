@@ -26,3 +26,20 @@ def print_table(header: list[str], rows: list[list[object]]) -> None:
         print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
         if i == 0:
             print("-+-".join("-" * w for w in widths))
+
+
+def status_kib(field: str) -> int:
+    """A ``/proc/self/status`` field in KiB (Linux), e.g. VmRSS or VmHWM."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not found in /proc/self/status")
+
+
+def reset_peak_rss() -> int:
+    """Reset the peak-RSS counter (VmHWM; Linux >= 4.0) and return the current RSS in KiB, so that
+    ``status_kib("VmHWM") - reset_peak_rss()`` is the growth of what runs in between."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return status_kib("VmRSS")

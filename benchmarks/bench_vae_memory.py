@@ -19,15 +19,10 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks._util import reset_peak_rss, status_kib  # noqa: E402
+
 FRAMES = (17, 33, 65)
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not found in /proc/self/status")
 
 
 def child(frames: int, size: int, chunk: int | None) -> None:
@@ -44,13 +39,11 @@ def child(frames: int, size: int, chunk: int | None) -> None:
     )
     with torch.inference_mode():
         model.decode(latents[:, :, :1])  # warm-up: load kernels; one latent frame only
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset the peak-RSS counter (VmHWM), Linux >= 4.0
-        base = _status_kib("VmRSS")
+        base = reset_peak_rss()
         t0 = time.perf_counter()
         out = model.decode(latents, temporal_chunk=chunk)
         seconds = time.perf_counter() - t0
-        peak = _status_kib("VmHWM")
+        peak = status_kib("VmHWM")
     out_mib = out.numel() * out.element_size() / 2**20
     print(json.dumps({"peak_mib": (peak - base) / 1024, "out_mib": out_mib, "seconds": seconds}))
 
