@@ -50,12 +50,25 @@ def model_choices() -> dict[str, Path]:
     return found
 
 
+def _is_vidcore_vae(path: Path) -> bool:
+    """Whether a safetensors file's header says it is a VidCore VAE (models/vae also holds SD/Flux VAEs)."""
+    from vidcore.io.checkpoint import METADATA_KIND, read_metadata
+    from vidcore.models.vae import VAE_KIND
+
+    try:
+        return read_metadata(path).get(METADATA_KIND) == VAE_KIND
+    except Exception:  # noqa: BLE001 - an unreadable file is simply not offered
+        return False
+
+
 def vae_choices() -> dict[str, Path]:
-    """VidCore VAE checkpoints: ``<model>/vae.safetensors`` of every model, and files in models/vae."""
+    """VidCore VAE checkpoints: ``<model>/vae.safetensors`` of every model, and VidCore VAE files in
+    models/vae (other VAEs there, e.g. SD or Flux, are not listed: this loader cannot read them)."""
     found = {f"{name}/vae.safetensors": p / "vae.safetensors" for name, p in model_choices().items()}
     for root in _host.model_folders("vae"):
         for f in sorted(root.rglob("*.safetensors")):
-            found.setdefault(f.relative_to(root).as_posix(), f)
+            if _is_vidcore_vae(f):
+                found.setdefault(f.relative_to(root).as_posix(), f)
     return {k: v for k, v in found.items() if v.is_file()}
 
 

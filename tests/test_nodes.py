@@ -493,3 +493,19 @@ def test_unknown_model_names_list_what_is_available(folders):
         node("VidCoreLoadVAE").load("nope.safetensors", "auto")
     with pytest.raises(ValueError, match=r"clip_name='nope' was not found in models/clip_vision"):
         node("VidCoreVideoMetrics").score(moving_square(3, 16), 8.0, "lucas_kanade", None, "", "nope")
+
+
+def test_vae_list_offers_only_vidcore_vaes(folders):
+    from safetensors.torch import save_file
+
+    from vidcore.models.vae import CausalVAE3D, VAEConfig
+
+    vae_dir = folders["root"] / "vae"
+    vae_dir.mkdir(exist_ok=True)
+    save_file({"decoder.conv_in.weight": torch.zeros(4, 4)}, str(vae_dir / "sd_vae.safetensors"))
+    tiny = VAEConfig(spatial_compression=4, base_channels=8, channel_multipliers=(1, 1, 1), latent_channels=4)
+    CausalVAE3D(tiny).save(vae_dir / "ours.safetensors")
+    names = node("VidCoreLoadVAE").INPUT_TYPES()["required"]["vae_name"][0]
+    assert "ours.safetensors" in names and "sd_vae.safetensors" not in names
+    with pytest.raises(ValueError, match="vae_name='sd_vae.safetensors' was not found"):
+        node("VidCoreLoadVAE").load("sd_vae.safetensors", "fp32")
