@@ -8,6 +8,7 @@ folders come from environment variables (``VIDCORE_MODELS_DIR``, ``VIDCORE_INPUT
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -101,17 +102,33 @@ def model_folders(kind: str) -> list[Path]:
     return [Path(p) for p in paths if os.path.isdir(p)]
 
 
-def list_model_dirs(kinds: tuple[str, ...], marker: str) -> dict[str, Path]:
+def config_model_type(folder: Path) -> str | None:
+    """``model_type`` from a transformers folder's config.json (None when unreadable)."""
+    try:
+        value = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def list_model_dirs(
+    kinds: tuple[str, ...], marker: str, model_types: tuple[str, ...] | None = None
+) -> dict[str, Path]:
     """Subfolders (one level) holding ``marker`` in the folders of ``kinds``: {shown name: path}.
 
-    Earlier folders win a name clash, as in ComfyUI's own lookups.
+    ``model_types``: offer only transformers folders whose config.json names one of them (models/LLM and
+    models/text_encoders are shared with other packs). Earlier folders win a name clash, as in ComfyUI's
+    own lookups.
     """
     found: dict[str, Path] = {}
     for kind in kinds:
         for root in model_folders(kind):
             for child in sorted(root.iterdir()):
-                if child.is_dir() and (child / marker).is_file():
-                    found.setdefault(child.name, child)
+                if not (child.is_dir() and (child / marker).is_file()):
+                    continue
+                if model_types is not None and config_model_type(child) not in model_types:
+                    continue
+                found.setdefault(child.name, child)
     return found
 
 

@@ -97,15 +97,8 @@ class VidCoreFlowWarpLoss:
 def clip_choices() -> dict[str, Path]:
     """CLIP transformers folders (config.json with model_type "clip" or "clip_vision_model") one level
     inside models/clip_vision and models/text_encoders (models/clip)."""
-    found = {}
-    for name, path in _host.list_model_dirs(_host.CLIP_FOLDERS, "config.json").items():
-        try:
-            model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
-        except (OSError, ValueError, AttributeError):
-            continue  # an unreadable config is not offered; loading it would fail anyway
-        if model_type in CLIP_MODEL_TYPES and name != NO_CLIP:
-            found[name] = path
-    return found
+    found = _host.list_model_dirs(_host.CLIP_FOLDERS, "config.json", CLIP_MODEL_TYPES)
+    return {name: path for name, path in found.items() if name != NO_CLIP}
 
 
 def _cached_clip(clip_name: str, need_text: bool):

@@ -75,9 +75,10 @@ def vae_choices() -> dict[str, Path]:
 def text_encoder_choices() -> dict[str, Path | str]:
     """Built-in encoders ("minilm") and transformers folders in models/text_encoders and models/LLM."""
     from vidcore.text import BUILTINS
+    from vidcore.text.loading import MODEL_TYPES
 
     found: dict[str, Path | str] = dict(
-        _host.list_model_dirs(("text_encoders", _host.LLM_FOLDER), "config.json")
+        _host.list_model_dirs(("text_encoders", _host.LLM_FOLDER), "config.json", MODEL_TYPES)
     )
     for name in BUILTINS:
         found.setdefault(name, name)
@@ -85,13 +86,15 @@ def text_encoder_choices() -> dict[str, Path | str]:
 
 
 def ltx_text_encoder_choices() -> dict[str, Path]:
-    """Transformers text encoder folders in models/text_encoders (the T5 an LTX checkpoint needs)."""
-    return _host.list_model_dirs(("text_encoders",), "config.json")
+    """T5 / UMT5 transformers folders in models/text_encoders (the text encoder an LTX checkpoint needs)."""
+    return _host.list_model_dirs(("text_encoders",), "config.json", ("t5", "umt5"))
 
 
 def captioner_choices() -> dict[str, Path]:
-    """SmolVLM2 folders (config.json + weights) in models/LLM."""
-    return _host.list_model_dirs((_host.LLM_FOLDER,), "config.json")
+    """SmolVLM2 / Idefics3 folders (config.json + weights) in models/LLM."""
+    from vidcore.caption.smolvlm import MODEL_TYPES
+
+    return _host.list_model_dirs((_host.LLM_FOLDER,), "config.json", MODEL_TYPES)
 
 
 def _device_dtype(precision: str):

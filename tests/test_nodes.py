@@ -509,3 +509,12 @@ def test_vae_list_offers_only_vidcore_vaes(folders):
     assert "ours.safetensors" in names and "sd_vae.safetensors" not in names
     with pytest.raises(ValueError, match="vae_name='sd_vae.safetensors' was not found"):
         node("VidCoreLoadVAE").load("sd_vae.safetensors", "fp32")
+
+
+def test_shared_model_folders_offer_only_loadable_model_types(folders):
+    # models/LLM and models/text_encoders are shared with other packs: list only what our loaders read.
+    other = folders["root"] / "LLM" / "florence"
+    other.mkdir(parents=True, exist_ok=True)
+    (other / "config.json").write_text(json.dumps({"model_type": "florence2"}))
+    for name, key in (("VidCoreLoadCaptioner", "model_name"), ("VidCoreLoadTextEncoder", "encoder_name")):
+        assert "florence" not in node(name).INPUT_TYPES()["required"][key][0]

@@ -45,6 +45,15 @@ def _read_json(path: Path) -> dict:
         return json.load(fh)
 
 
+def _check_weights(root: Path) -> None:
+    """Safetensors weights must be there: transformers would otherwise unpickle a pytorch_model.bin."""
+    from ..text.loading import safetensors_keys
+
+    _, missing = safetensors_keys(root)  # raises for .bin-only folders
+    if missing:
+        raise FileNotFoundError(f"clip folder {str(root)!r} is missing {'; '.join(missing)}")
+
+
 def load_clip(
     folder: str | os.PathLike,
     require_text: bool = True,
@@ -66,11 +75,6 @@ def load_clip(
         )
     if not (root / "config.json").is_file():
         raise ValueError(f"clip folder {str(root)!r} has no config.json: not a transformers model folder")
-    from ..text.loading import safetensors_keys
-
-    _, missing = safetensors_keys(root)  # refuses .bin-only folders: weights are never unpickled
-    if missing:
-        raise FileNotFoundError(f"clip folder {str(root)!r} is missing {'; '.join(missing)}")
     config = _read_json(root / "config.json")
     model_type = config.get("model_type")
     needs = (
@@ -82,11 +86,13 @@ def load_clip(
             raise ValueError(
                 f"clip folder {str(root)!r} holds only a vision tower (model_type={model_type!r}); {needs}"
             )
+        _check_weights(root)
         model = CLIPVisionModelWithProjection.from_pretrained(
             root, local_files_only=True, use_safetensors=True, dtype=dtype
         )
         tokenizer = None
     elif model_type == "clip":
+        _check_weights(root)
         model, info = CLIPModel.from_pretrained(
             root, local_files_only=True, use_safetensors=True, dtype=dtype, output_loading_info=True
         )
