@@ -180,3 +180,15 @@ def test_cli_generate_writes_file_and_refuses_overwrite(model_dir, tmp_path):
         res = subprocess.run(early, cwd=ROOT, capture_output=True, text=True)
         assert res.returncode != 0 and message in res.stderr, res.stderr
         assert not (tmp_path / "early.mp4").exists()
+
+
+def test_half_precision_model_keeps_a_float32_sampler_state(model_dir):
+    half = load_pipeline(model_dir, dtype=torch.bfloat16)
+    assert next(half.dit.parameters()).dtype == torch.bfloat16
+    states = []
+    frames = half.generate(
+        "a red circle", steps=3, seed=1, callback=lambda info: states.append(info["x"].dtype)
+    )
+    assert states == [torch.float32] * 3
+    assert frames.dtype == torch.float32 and frames.shape == (5, 16, 16, 3)
+    assert 0.0 <= float(frames.min()) and float(frames.max()) <= 1.0
