@@ -49,7 +49,7 @@ def export_model(
             os.chmod(tmp / name, 0o644)
         if out.exists():
             # Swap whole folders, so a reader never sees a new VAE beside an old DiT. Other files in
-            # the old folder (e.g. a model card) move over first.
+            # the old folder (e.g. a model card) are copied over first.
             for extra in out.iterdir():
                 if (tmp / extra.name).exists():
                     continue
