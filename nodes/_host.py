@@ -189,11 +189,13 @@ def intermediate_device() -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """Node precision choice -> dtype; "auto" is fp32 on the CPU and bf16 on CUDA."""
+    """Node precision choice -> dtype; "auto" is bf16 on CUDA GPUs with native bf16 (Ampere and newer) and
+    fp32 elsewhere (CPU, MPS, older GPUs, where bf16 would be emulated and slow)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r} must be one of {list(PRECISIONS)}")
     if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        native_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+        return torch.bfloat16 if native_bf16 else torch.float32
     return _DTYPES[precision]
 
 

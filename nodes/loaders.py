@@ -7,7 +7,7 @@ from pathlib import Path
 from . import _host
 
 PIPELINE_MARKER = "pipeline.json"
-PRECISION_TIP = "Weights dtype. auto = fp32 on the CPU, bf16 on CUDA."
+PRECISION_TIP = "Weights dtype. auto = bf16 on CUDA GPUs with native bf16 (Ampere+), else fp32."
 LTX_FOLDERS = ("checkpoints", "diffusion_models")  # where ComfyUI users keep LTX-Video files
 AUTO_TEXT_ENCODER = "auto"
 _ltx_seen: dict[tuple, bool] = {}  # (path, size, mtime) -> is an LTX checkpoint (headers are read once)

@@ -518,3 +518,15 @@ def test_shared_model_folders_offer_only_loadable_model_types(folders):
     (other / "config.json").write_text(json.dumps({"model_type": "florence2"}))
     for name, key in (("VidCoreLoadCaptioner", "model_name"), ("VidCoreLoadTextEncoder", "encoder_name")):
         assert "florence" not in node(name).INPUT_TYPES()["required"][key][0]
+
+
+def test_auto_precision_is_bf16_only_on_gpus_with_native_bf16(monkeypatch):
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert _host.resolve_precision("auto", cuda) == torch.float32  # emulated only (pre-Ampere)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert _host.resolve_precision("auto", cuda) == torch.bfloat16
+    assert _host.resolve_precision("auto", torch.device("cpu")) == torch.float32
+    assert _host.resolve_precision("fp16", torch.device("cpu")) == torch.float16
+    with pytest.raises(ValueError, match="precision='fp8' must be one of"):
+        _host.resolve_precision("fp8", cuda)
