@@ -8,6 +8,34 @@ from ._convert import check_image
 REWRITE_MODES = ("template", "vlm")
 
 
+def _sampling_inputs(prefix: str = "") -> dict:
+    """``temperature`` and ``seed`` widgets of the captioning nodes; tooltips start with ``prefix``."""
+    return {
+        "temperature": (
+            "FLOAT",
+            {
+                "default": 0.0,
+                "min": 0.0,
+                "max": 2.0,
+                "step": 0.05,
+                "tooltip": f"{prefix}0 = greedy (deterministic, seed unused); > 0 samples.",
+            },
+        ),
+        # The frontend adds a control to every INT named seed anyway; declaring it keeps the saved
+        # widgets_values predictable.
+        "seed": (
+            "INT",
+            {
+                "default": 0,
+                "min": 0,
+                "max": 0xFFFFFFFF,
+                "control_after_generate": True,
+                "tooltip": f"{prefix}sampling seed, used only when temperature > 0.",
+            },
+        ),
+    }
+
+
 class VidCoreCaptionVideo:
     DESCRIPTION = (
         "Describe a video (frames + fps) with a SmolVLM2 captioner: frames are sampled uniformly and "
@@ -60,26 +88,7 @@ class VidCoreCaptionVideo:
                     "INT",
                     {"default": 128, "min": 1, "max": 1024, "tooltip": "Caption length cap."},
                 ),
-                "temperature": (
-                    "FLOAT",
-                    {
-                        "default": 0.0,
-                        "min": 0.0,
-                        "max": 2.0,
-                        "step": 0.05,
-                        "tooltip": "0 = greedy (deterministic).",
-                    },
-                ),
-                "seed": (
-                    "INT",
-                    {
-                        "default": 0,
-                        "min": 0,
-                        "max": 0xFFFFFFFF,
-                        "control_after_generate": True,
-                        "tooltip": "Sampling seed, used only when temperature > 0.",
-                    },
-                ),
+                **_sampling_inputs(),
             }
         }
 
@@ -138,28 +147,7 @@ class VidCoreCaptionToPrompt:
                     "INT",
                     {"default": 77, "min": 1, "max": 512, "tooltip": "vlm mode: rewrite length cap."},
                 ),
-                "temperature": (
-                    "FLOAT",
-                    {
-                        "default": 0.0,
-                        "min": 0.0,
-                        "max": 2.0,
-                        "step": 0.05,
-                        "tooltip": "vlm mode: 0 = greedy (deterministic, seed unused); > 0 samples.",
-                    },
-                ),
-                "seed": (
-                    "INT",
-                    # The frontend adds this control to every INT named seed anyway; saying so keeps the
-                    # saved widgets_values predictable.
-                    {
-                        "default": 0,
-                        "min": 0,
-                        "max": 0xFFFFFFFF,
-                        "control_after_generate": True,
-                        "tooltip": "vlm mode: sampling seed, used only when temperature > 0.",
-                    },
-                ),
+                **_sampling_inputs("vlm mode: "),
             },
             "optional": {
                 "captioner": ("VIDCORE_CAPTIONER", {"tooltip": "Needed for mode = vlm."}),

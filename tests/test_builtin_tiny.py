@@ -1,17 +1,15 @@
 """The shipped built-in model loads offline and generates; the main-job CLI works end to end."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from vidcore.pipeline import WEIGHTS_DIR, builtin_models, load_pipeline
 
+from ._cli import generate_cmd, read_written, run
+
 torch.set_num_threads(1)
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -77,21 +75,6 @@ def test_tiny_bad_sizes_list_valid_values(pipe):
 
 def test_main_job_command(tmp_path):
     out = tmp_path / "out.mp4"
-    cmd = [
-        sys.executable,
-        "-m",
-        "vidcore.cli",
-        "generate",
-        "a red circle moving right",
-        "-o",
-        str(out),
-        "--steps",
-        "2",
-    ]
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == str(out) and out.stat().st_size > 0
-    from vidcore.io.video import read_video
-
-    frames, fps = read_video(out)
+    res = run(generate_cmd("a red circle moving right", out, "--steps", "2"))
+    frames, fps = read_written(res, out)
     assert frames.shape == (17, 64, 64, 3) and fps == 8.0

@@ -1,16 +1,12 @@
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from vidcore.pipeline import load_pipeline, split_steps
 
+from ._cli import generate_cmd, read_written, run
 from ._node_fixtures import make_models_root
 
 torch.set_num_threads(1)
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -143,32 +139,13 @@ def test_nan_from_the_denoiser_stops_sampling(pipe):
 
 def test_cli_generate_writes_file_and_refuses_overwrite(model_dir, tmp_path):
     out = tmp_path / "clip.mp4"
-    cmd = [
-        sys.executable,
-        "-m",
-        "vidcore.cli",
-        "generate",
-        "a red circle",
-        "-o",
-        str(out),
-        "--model",
-        str(model_dir),
-        "--steps",
-        "2",
-        "--seed",
-        "1",
-    ]
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == str(out) and out.stat().st_size > 0
-    from vidcore.io.video import read_video
-
-    frames, fps = read_video(out)
+    cmd = generate_cmd("a red circle", out, "--model", str(model_dir), "--steps", "2", "--seed", "1")
+    frames, fps = read_written(run(cmd), out)
     assert frames.shape == (5, 16, 16, 3) and fps == 4.0
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    res = run(cmd)
     assert res.returncode != 0 and "exists; pass --overwrite" in res.stderr
     missing = [*cmd[:6], str(tmp_path / "nope" / "x.mp4"), *cmd[7:]]
-    res = subprocess.run(missing, cwd=ROOT, capture_output=True, text=True)
+    res = run(missing)
     assert res.returncode != 0 and "does not exist" in res.stderr
     assert not (tmp_path / "nope").exists()
     # Inputs that write_video would refuse are refused before any generation (no model is loaded).
@@ -177,7 +154,7 @@ def test_cli_generate_writes_file_and_refuses_overwrite(model_dir, tmp_path):
         (["--fps", "0"], "--fps 0.0 must be a finite number > 0"),
     ):
         early = [*cmd[:6], str(tmp_path / "early.mp4"), "--model", "nope", *extra]
-        res = subprocess.run(early, cwd=ROOT, capture_output=True, text=True)
+        res = run(early)
         assert res.returncode != 0 and message in res.stderr, res.stderr
         assert not (tmp_path / "early.mp4").exists()
 
