@@ -43,8 +43,11 @@ def rope_3d(
     for name, d in zip("thw", axes_dims, strict=True):
         if d % 2:
             raise ValueError(f"rope axis dim for {name} is {d}; every axis dim must be even")
-    # float64 angles on the CPU (MPS has no float64), then float32 tables on the target device.
-    grids = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij")
+    # float64 angles on the target device; MPS has no float64, so there on the CPU and moved after.
+    on = "cpu" if device is not None and torch.device(device).type == "mps" else device
+    grids = torch.meshgrid(
+        torch.arange(t, device=on), torch.arange(h, device=on), torch.arange(w, device=on), indexing="ij"
+    )
     angles = [
         axis_angles(g.reshape(-1).to(torch.float64) * s, d, theta)
         for g, d, s in zip(grids, axes_dims, scale, strict=True)
