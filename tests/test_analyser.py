@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from vidcore.eval import analyse, analyse_batch, eval_prompts, evaluate, evaluate_generator, format_table
 from vidcore.eval.analyser import classify_colour, classify_direction, classify_shape
+from vidcore.eval.run import metrics_by_slot
 from vidcore.train.captions import (
     COLOURS,
     DIRECTIONS,
@@ -181,3 +182,21 @@ def test_evaluate_generator_with_an_oracle():
 
     metrics, results = evaluate_generator(oracle, prompts)
     assert len(results) == 10 and metrics["all_acc"] == 1.0
+
+
+def test_metrics_by_heldout_slot_separate_the_slots():
+    prompts = eval_prompts()[:8]  # slots cycle template, colour, shape, motion
+
+    def render_for(p, wrong_colour: bool) -> torch.Tensor:
+        colour = ("green" if p.colour != "green" else "red") if wrong_colour else p.colour
+        speed = 0.0 if p.direction == "still" else 1.5
+        x0 = {"left": 44.0, "right": 20.0}.get(p.direction, 32.0)
+        y0 = {"up": 44.0, "down": 20.0}.get(p.direction, 32.0)
+        return to_frames(render([ShapeVideoSpec(p.shape, colour, p.direction, 8.0, speed, x0, y0)]))[0]
+
+    results = [analyse(render_for(p, p.heldout_slot == "colour")) for p in prompts]
+    by_slot = metrics_by_slot(prompts, results)
+    assert set(by_slot) == {"template", "colour", "shape", "motion"}
+    assert all(m["count"] == 2.0 for m in by_slot.values())
+    assert by_slot["colour"]["colour_acc"] == 0.0 and by_slot["colour"]["direction_acc"] == 1.0
+    assert all(by_slot[s]["all_acc"] == 1.0 for s in ("template", "shape", "motion"))

@@ -8,7 +8,18 @@ import torch
 
 from vidcore.models.dit import DiTConfig, SpacetimeDiT
 from vidcore.models.vae import CausalVAE3D
-from vidcore.train.trainer import TrainConfig, load_train_config, lr_at, train_dit, train_vae, vae_loss
+from vidcore.train.data import ShapeVideoSpec, render
+from vidcore.train.trainer import (
+    TrainConfig,
+    foreground_weight,
+    latent_foreground,
+    load_train_config,
+    lr_at,
+    train_dit,
+    train_vae,
+    vae_loss,
+    weighted_mse,
+)
 
 from ._tiny_hf import make_bert_folder
 
@@ -121,6 +132,7 @@ def test_data_parallel_dit_training_matches_single_process(tmp_path):
         "latent_cache": 8,
         "steps": 3,
         "lr": 1e-2,
+        "latent_fg_weight": 4.0,  # the object masks are all-gathered with the latents
         "model": {"in_channels": 4, "out_channels": 4, "width": 16, "depth": 1, "heads": 2, "text_dim": 32},
     }
     one = train_dit(TrainConfig.from_dict({**base, "out_dir": str(tmp_path / "one")}), log=lambda m: None)
@@ -131,6 +143,45 @@ def test_data_parallel_dit_training_matches_single_process(tmp_path):
     assert a.proj_out.weight.abs().sum() > 0  # the zero-initialised output layer was trained
     with pytest.raises(ValueError, match="batch_size=3 must divide evenly over processes=2"):
         TrainConfig.from_dict({**base, "out_dir": "x", "batch_size": 3, "processes": 2})
+
+
+def test_latent_foreground_marks_the_object_on_the_latent_grid():
+    # A still square of radius 6 centred at (20, 40) in a 17x64x64 video, latent grid 5x16x16 (4x / 4x).
+    video = render([ShapeVideoSpec("square", "red", "still", 6.0, 0.0, 20.0, 40.0)])
+    fg = latent_foreground(video, (5, 16, 16))
+    assert fg.shape == (1, 1, 5, 16, 16) and set(fg.unique().tolist()) <= {0.0, 1.0}
+    ys, xs = torch.nonzero(fg[0, 0, 0], as_tuple=True)
+    # Pixels 14..26 x 34..46 are latent cells 3..6 x 8..11; one cell of dilation on each side.
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (2, 7, 7, 12)
+    assert torch.equal(fg[0, 0, 0], fg[0, 0, 4])  # still: the same cells in every latent frame
+    # A moving object covers its whole path within each group of 4 frames.
+    moving = latent_foreground(
+        render([ShapeVideoSpec("circle", "blue", "right", 6.0, 2.0, 16.0, 32.0)]), (5, 16, 16)
+    )
+    assert moving[0, 0, 4].sum() > moving[0, 0, 0].sum()
+    with pytest.raises(ValueError, match="does not map onto a latent grid of 4x16x16"):
+        latent_foreground(video, (4, 16, 16))
+
+
+def test_foreground_weighted_mse():
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.randn(2, 3, 5, 8, 8, generator=g), torch.randn(2, 3, 5, 8, 8, generator=g)
+    fg = (torch.rand(2, 1, 5, 8, 8, generator=g) > 0.7).float()
+    assert torch.equal(weighted_mse(pred, target, None), torch.nn.functional.mse_loss(pred, target))
+    weight = foreground_weight(fg, (5, 8, 8), 4.0)
+    assert set(weight.unique().tolist()) == {1.0, 4.0}
+    w = weight.expand_as(pred)
+    assert torch.allclose(weighted_mse(pred, target, weight), (w * (pred - target) ** 2).sum() / w.sum())
+    # Halves of the batch with the whole batch's mean weight average to the whole-batch loss.
+    halves = [weighted_mse(pred[i::2], target[i::2], weight[i::2], weight.mean()) for i in (0, 1)]
+    assert torch.allclose((halves[0] + halves[1]) / 2, weighted_mse(pred, target, weight))
+    # A low-resolution (pyramid) batch: the mask is max-pooled to the latent grid of that level.
+    small = foreground_weight(fg, (5, 4, 4), 4.0)
+    assert torch.equal(small, 1 + 3 * torch.nn.functional.max_pool3d(fg, (1, 2, 2)))
+    with pytest.raises(ValueError, match="latent_fg_weight=0.5 must be >= 1"):
+        TrainConfig.from_dict(
+            {"kind": "vae", "out_dir": "x", "steps": 1, "batch_size": 1, "latent_fg_weight": 0.5}
+        )
 
 
 def test_shipped_configs_load_and_bad_configs_fail():

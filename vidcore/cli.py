@@ -160,7 +160,13 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         description="Generate one video per held-out evaluation prompt and judge it with the deterministic "
         "frame analyser. Prints a JSON report.",
     )
-    p.add_argument("what", choices=("shapes",))
+    p.add_argument(
+        "what",
+        choices=("shapes", "text-probe"),
+        help="shapes: generate and judge videos; text-probe: how far the text encoder alone carries the "
+        "held-out words to their labels (no video model)",
+    )
+    p.add_argument("--text-encoder", default="minilm", help="text-probe: encoder name or folder")
     p.add_argument("--model", default="tiny")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--guidance", type=float, default=None)
@@ -172,6 +178,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
+    if args.what == "text-probe":
+        from .eval.text_probe import probe_text_encoder
+        from .text import load_text_encoder
+
+        print(json.dumps(probe_text_encoder(load_text_encoder(args.text_encoder)), indent=2))
+        return 0
     from .eval.run import evaluate_model
 
     report = evaluate_model(

@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from .prompts import eval_prompts
+from .analyser import VideoAnalysis, evaluate
+from .prompts import HELDOUT_SLOTS, EvalPrompt, eval_prompts
 from .shapes import evaluate_generator
 
 
@@ -40,7 +41,7 @@ def evaluate_model(
         times.append(time.perf_counter() - start)
         return frames
 
-    metrics, _ = evaluate_generator(generate, prompts, seed=seed)
+    metrics, results = evaluate_generator(generate, prompts, seed=seed)
     cfg = pipe.config
     return {
         "model": model,
@@ -52,4 +53,15 @@ def evaluate_model(
         "seconds_per_video_mean": sum(times) / len(times),
         "seconds_per_video_median": sorted(times)[len(times) // 2],
         "metrics": metrics,
+        "by_heldout_slot": metrics_by_slot(prompts, results),
     }
+
+
+def metrics_by_slot(prompts: list[EvalPrompt], results: list[VideoAnalysis]) -> dict[str, dict[str, float]]:
+    """Metrics of the prompts grouped by the slot that held out language (template, colour, shape, motion)."""
+    out = {}
+    for slot in HELDOUT_SLOTS:
+        rows = [(r, p) for r, p in zip(results, prompts, strict=True) if p.heldout_slot == slot]
+        if rows:
+            out[slot] = evaluate([r for r, _ in rows], [p.labels for _, p in rows])
+    return out

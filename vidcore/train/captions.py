@@ -29,14 +29,118 @@ DIRECTIONS: tuple[str, ...] = ("left", "right", "up", "down", "still")
 SPLITS: tuple[str, ...] = ("train", "heldout")
 
 COLOUR_WORDS: dict[str, tuple[str, ...]] = {
-    "red": ("red", "crimson", "scarlet", "cherry"),
-    "green": ("green", "emerald", "lime"),
-    "blue": ("blue", "azure", "cobalt"),
-    "yellow": ("yellow", "golden", "lemon"),
-    "white": ("white", "snowy", "ivory"),
-    "purple": ("purple", "violet", "plum"),
-    "orange": ("orange", "amber", "tangerine"),
-    "cyan": ("cyan", "turquoise", "aqua"),
+    "red": (
+        "red",
+        "crimson",
+        "scarlet",
+        "cherry",
+        "vermilion",
+        "carmine",
+        "garnet",
+        "tomato",
+        "strawberry",
+        "blood-red",
+        "cardinal",
+        "fire-red",
+    ),
+    "green": (
+        "green",
+        "emerald",
+        "lime",
+        "mint",
+        "grass-green",
+        "leaf-green",
+        "forest-green",
+        "malachite",
+        "fern",
+        "pea-green",
+        "moss-green",
+        "kelly-green",
+    ),
+    "blue": (
+        "blue",
+        "azure",
+        "cobalt",
+        "navy",
+        "royal blue",
+        "ultramarine",
+        "lapis",
+        "denim",
+        "cornflower",
+        "blueberry",
+        "deep blue",
+        "indigo-blue",
+    ),
+    "yellow": (
+        "yellow",
+        "golden",
+        "lemon",
+        "sunflower",
+        "banana",
+        "butter-yellow",
+        "daffodil",
+        "mustard",
+        "citrine",
+        "buttercup",
+        "gold",
+        "sunny yellow",
+    ),
+    "white": (
+        "white",
+        "snowy",
+        "ivory",
+        "milky",
+        "chalk-white",
+        "alabaster",
+        "frosty",
+        "bright white",
+        "cotton-white",
+        "paper-white",
+        "cloud-white",
+        "snow-white",
+    ),
+    "purple": (
+        "purple",
+        "violet",
+        "plum",
+        "lilac",
+        "lavender",
+        "grape",
+        "mauve",
+        "orchid",
+        "mulberry",
+        "eggplant",
+        "deep purple",
+        "royal purple",
+    ),
+    "orange": (
+        "orange",
+        "amber",
+        "tangerine",
+        "pumpkin",
+        "carrot",
+        "mandarin",
+        "marigold",
+        "copper",
+        "persimmon",
+        "burnt orange",
+        "clementine",
+        "saffron",
+    ),
+    "cyan": (
+        "cyan",
+        "turquoise",
+        "aqua",
+        "aquamarine",
+        "cerulean",
+        "seafoam",
+        "ice-blue",
+        "sky-blue",
+        "lagoon",
+        "glacier-blue",
+        "pool-blue",
+        "robin-egg",
+    ),
 }
 HELDOUT_COLOUR_WORDS: dict[str, tuple[str, ...]] = {
     "red": ("ruby",),
@@ -49,9 +153,48 @@ HELDOUT_COLOUR_WORDS: dict[str, tuple[str, ...]] = {
     "cyan": ("teal",),
 }
 SHAPE_WORDS: dict[str, tuple[str, ...]] = {
-    "circle": ("circle", "ball", "disc", "dot", "round shape"),
-    "square": ("square", "box", "block", "square shape"),
-    "triangle": ("triangle", "wedge", "triangular shape"),
+    "circle": (
+        "circle",
+        "ball",
+        "disc",
+        "dot",
+        "round shape",
+        "globe",
+        "marble",
+        "bubble",
+        "coin",
+        "circular shape",
+        "round blob",
+        "disk",
+    ),
+    "square": (
+        "square",
+        "box",
+        "block",
+        "square shape",
+        "crate",
+        "four-sided shape",
+        "rectangle",
+        "checker",
+        "quadrilateral",
+        "brick",
+        "boxy shape",
+        "square panel",
+    ),
+    "triangle": (
+        "triangle",
+        "wedge",
+        "triangular shape",
+        "arrowhead",
+        "delta",
+        "spike",
+        "trigon",
+        "pointed shape",
+        "triangle shape",
+        "tent shape",
+        "cone shape",
+        "triangular panel",
+    ),
 }
 HELDOUT_SHAPE_WORDS: dict[str, tuple[str, ...]] = {
     "circle": ("orb", "sphere"),
@@ -61,13 +204,24 @@ HELDOUT_SHAPE_WORDS: dict[str, tuple[str, ...]] = {
 
 # Motion phrases are built from a verb (participle "ing" form and finite third-person form) and a
 # direction phrase, plus a few verbs that carry the direction themselves ("rising", "sinking").
-_VERBS = (("moving", "moves"), ("sliding", "slides"), ("drifting", "drifts"), ("going", "goes"))
+_VERBS = (
+    ("moving", "moves"),
+    ("sliding", "slides"),
+    ("drifting", "drifts"),
+    ("going", "goes"),
+    ("heading", "heads"),
+    ("floating", "floats"),
+    ("shifting", "shifts"),
+    ("rolling", "rolls"),
+    ("flying", "flies"),
+    ("coasting", "coasts"),
+)
 _HELDOUT_VERBS = (("travelling", "travels"), ("gliding", "glides"))
 _DIR_WORDS: dict[str, tuple[str, ...]] = {
-    "left": ("left", "to the left", "leftwards"),
-    "right": ("right", "to the right", "rightwards"),
-    "up": ("up", "upwards", "upward"),
-    "down": ("down", "downwards", "downward"),
+    "left": ("left", "to the left", "leftwards", "leftward", "towards the left"),
+    "right": ("right", "to the right", "rightwards", "rightward", "towards the right"),
+    "up": ("up", "upwards", "upward", "toward the top", "skyward"),
+    "down": ("down", "downwards", "downward", "toward the bottom", "earthward"),
 }
 _HELDOUT_DIR_WORDS: dict[str, tuple[str, ...]] = {
     "left": ("west", "westward"),
@@ -76,8 +230,14 @@ _HELDOUT_DIR_WORDS: dict[str, tuple[str, ...]] = {
     "down": ("south", "southward"),
 }
 _SELF_DIRECTED: dict[str, tuple[tuple[str, str], ...]] = {
-    "up": (("rising", "rises"), ("climbing", "climbs")),
-    "down": (("falling", "falls"), ("sinking", "sinks"), ("dropping", "drops")),
+    "up": (("rising", "rises"), ("climbing", "climbs"), ("soaring", "soars"), ("lifting off", "lifts off")),
+    "down": (
+        ("falling", "falls"),
+        ("sinking", "sinks"),
+        ("dropping", "drops"),
+        ("plunging", "plunges"),
+        ("plummeting", "plummets"),
+    ),
 }
 _HELDOUT_SELF_DIRECTED: dict[str, tuple[tuple[str, str], ...]] = {
     "up": (("ascending", "ascends"),),
@@ -90,6 +250,12 @@ _STILL = (
     ("static", "remains static"),
     ("motionless", "stays motionless"),
     ("stationary", "remains stationary"),
+    ("immobile", "stays immobile"),
+    ("fixed in place", "stays fixed in place"),
+    ("resting", "rests"),
+    ("at a standstill", "remains at a standstill"),
+    ("holding still", "holds still"),
+    ("not going anywhere", "goes nowhere"),
 )
 _HELDOUT_STILL = (
     ("at rest", "remains at rest"),
@@ -110,6 +276,14 @@ TEMPLATES: tuple[str, ...] = (
     "one {colour} {shape} that {verb}",
     "{ing}: a {colour} {shape}",
     "a small {colour} {shape} {ing}",
+    "an animation of a {colour} {shape} {ing}",
+    "in this clip a {colour} {shape} {verb}",
+    "{colour} {shape}, {ing}",
+    "a {shape} painted {colour}, {ing}",
+    "look: a {colour} {shape} {ing}",
+    "a plain {shape}, {colour}, {ing}",
+    "here the {colour} {shape} {verb}",
+    "simple scene, a {colour} {shape} {ing}",
 )
 HELDOUT_TEMPLATES: tuple[str, ...] = (
     "{shape} of {colour} colour {ing}",
@@ -178,13 +352,13 @@ _DIRECTION_KEYWORDS: dict[str, tuple[str, ...]] = {
     "right": _DIR_WORDS["right"] + _HELDOUT_DIR_WORDS["right"],
     "up": _DIR_WORDS["up"]
     + _HELDOUT_DIR_WORDS["up"]
-    + ("rising", "rises", "climbing", "climbs")
-    + ("ascending", "ascends"),
+    + tuple(w for pair in _SELF_DIRECTED["up"] + _HELDOUT_SELF_DIRECTED["up"] for w in pair),
     "down": _DIR_WORDS["down"]
     + _HELDOUT_DIR_WORDS["down"]
-    + ("falling", "falls", "sinking", "sinks", "dropping", "drops", "descending", "descends"),
+    + tuple(w for pair in _SELF_DIRECTED["down"] + _HELDOUT_SELF_DIRECTED["down"] for w in pair),
     "still": ("still", "not moving", "does not move", "static", "motionless", "stationary")
-    + ("at rest", "frozen in place", "unmoving"),
+    + ("immobile", "fixed in place", "resting", "rests", "at a standstill", "not going anywhere")
+    + ("goes nowhere", "at rest", "frozen in place", "unmoving"),
 }
 
 

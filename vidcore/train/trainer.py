@@ -66,6 +66,9 @@ class TrainConfig(ConfigMixin):
     lowres_prob: float = 0.25
     pyramid_levels: int = 3
     latent_cache: int = 4096
+    # DiT loss weight on latent positions the object covers (1 = plain MSE). Most of a shape video's
+    # latent is background, so without it the object's outline barely moves the loss.
+    latent_fg_weight: float = 1.0
     processes: int = 1  # data-parallel worker processes (one torch thread each), DiT only
     init_from: str = ""  # model checkpoint to start from when out_dir holds no training state yet
 
@@ -77,6 +80,8 @@ class TrainConfig(ConfigMixin):
             raise ValueError(
                 f"caption_dropout={self.caption_dropout} and lowres_prob={self.lowres_prob} must be in [0, 1)"
             )
+        if not self.latent_fg_weight >= 1:
+            raise ValueError(f"TrainConfig.latent_fg_weight={self.latent_fg_weight} must be >= 1 (1 = off)")
         if isinstance(self.processes, bool) or not isinstance(self.processes, int) or self.processes < 1:
             raise ValueError(f"TrainConfig.processes={self.processes!r} must be a positive integer")
         if self.batch_size % self.processes:
@@ -131,6 +136,49 @@ def foreground_weights(video: Tensor, fg_weight: float) -> Tensor:
     bg = border.median(dim=-1).values[..., None, None]  # [B, 3, T, 1, 1]
     fg = ((video - bg).abs().amax(dim=1, keepdim=True) > 0.25).float()
     return 1.0 + (fg_weight - 1.0) * fg
+
+
+def latent_foreground(video: Tensor, latent_shape: tuple[int, int, int]) -> Tensor:
+    """Object mask ``[B, 1, t, h, w]`` (0 or 1) of ``video`` [B, 3, T, H, W] on the latent grid ``(t, h, w)``.
+
+    Frame 0 maps to latent frame 0 and each later group of ``(T - 1) / (t - 1)`` frames to one latent
+    frame (the causal VAE's layout); a latent position counts as object when any of its pixels does,
+    dilated by one latent position (the VAE's receptive field reaches past the outline).
+    """
+    t, h, w = latent_shape
+    num_frames, height, width = video.shape[-3:]
+    if (t > 1 and (num_frames - 1) % (t - 1)) or height % h or width % w:
+        raise ValueError(
+            f"video of {num_frames}x{height}x{width} does not map onto a latent grid of {t}x{h}x{w}"
+        )
+    fg = (foreground_weights(video, 2.0) - 1.0).amax(dim=1, keepdim=True)
+    fg = F.max_pool3d(fg, (1, height // h, width // w))
+    if t > 1:
+        r = (num_frames - 1) // (t - 1)
+        rest = F.max_pool3d(fg[:, :, 1:], (r, 1, 1))
+        fg = torch.cat([fg[:, :, :1], rest], dim=2)
+    return F.max_pool3d(fg, (1, 3, 3), stride=1, padding=(0, 1, 1))
+
+
+def foreground_weight(fg: Tensor, grid: tuple[int, ...], fg_weight: float) -> Tensor:
+    """Loss weights ``[B, 1, t, h, w]`` on latent grid ``grid``: ``fg_weight`` on the object, 1 elsewhere
+    (``fg`` is max-pooled down for the low-resolution pyramid batches)."""
+    if tuple(fg.shape[-3:]) != tuple(grid):
+        fg = F.adaptive_max_pool3d(fg, tuple(grid))
+    return 1.0 + (fg_weight - 1.0) * fg
+
+
+def weighted_mse(
+    pred: Tensor, target: Tensor, weight: Tensor | None, weight_mean: Tensor | None = None
+) -> Tensor:
+    """MSE weighted by ``weight`` [B, 1, t, h, w], divided by the mean weight (keeps the plain MSE's scale).
+
+    Data-parallel workers pass the whole batch's ``weight_mean`` so their average equals one process.
+    """
+    if weight is None:
+        return F.mse_loss(pred, target)
+    norm = weight.mean() if weight_mean is None else weight_mean
+    return (weight * (pred - target).square()).mean() / norm
 
 
 def vae_loss(recon: Tensor, video: Tensor, kl: Tensor, cfg: TrainConfig) -> tuple[Tensor, dict[str, float]]:
@@ -314,6 +362,7 @@ class LatentCache:
         start: int = 0,
         window: int = 0,
         chunk: int = 64,
+        foreground: bool = False,
         log: Callable[[str], None] = print,
         rank: int = 0,
         world: int = 1,
@@ -321,12 +370,14 @@ class LatentCache:
         t0 = time.time()
         share = n // world
         lo = start + rank * share
-        latents, captions, rows = [], [], []
+        latents, captions, rows, masks = [], [], [], []
         with torch.no_grad():
             for i in range(lo, lo + share, chunk):
                 batch = data.items(i, min(chunk, lo + share - i))
                 latents.append(vae.encode(batch["video"]))
                 captions.extend(batch["caption"])
+                if foreground:
+                    masks.append(latent_foreground(batch["video"], latents[-1].shape[-3:]).to(torch.uint8))
             texts = captions + [""]  # every worker encodes the empty prompt; only one copy is kept
             for i in range(0, len(texts), chunk):
                 emb, mask = text_encoder.encode(texts[i : i + chunk])
@@ -341,8 +392,12 @@ class LatentCache:
         mask = torch.cat([F.pad(m, (0, length - m.shape[1]), value=False) for _, m, _ in rows])
         pooled = torch.cat([p for _, _, p in rows])
         parts = [torch.cat(latents), emb[:-1], mask[:-1], pooled[:-1]]
+        if foreground:
+            parts.append(torch.cat(masks))
         if world > 1:
             parts = [_all_gather_cat(t, world) for t in parts]
+        # Object masks on the latent grid [n, 1, t, h, w] (uint8), or None without foreground weighting.
+        self.foreground = parts[4] if foreground else None
         self.latents = parts[0]
         self.emb = torch.cat([parts[1], emb[-1:]])
         self.mask = torch.cat([parts[2], mask[-1:]])
@@ -449,6 +504,7 @@ def _train_dit_worker(rank: int, cfg: TrainConfig, world: int, log: Callable[[st
                 cfg.latent_cache,
                 window * cfg.latent_cache,
                 window,
+                foreground=cfg.latent_fg_weight != 1.0,
                 log=log,
                 rank=rank,
                 world=world,
@@ -471,13 +527,18 @@ def _train_dit_worker(rank: int, cfg: TrainConfig, world: int, log: Callable[[st
             scale = (1.0, 1.0, 1.0)
         noise = torch.randn(x0.shape, generator=gen)
         sigma = sample_sigmas(x0.shape[0], gen)
+        weight = weight_mean = None
+        if cache.foreground is not None:
+            weight = foreground_weight(cache.foreground[idx].float(), x0.shape[-3:], cfg.latent_fg_weight)
+            weight_mean = weight.mean()  # of the whole batch, before a worker takes its share
         if world > 1:  # every worker draws the whole batch (same RNG stream) and keeps its share
             mine = slice(rank, None, world)
             x0, noise, sigma, emb, mask = x0[mine], noise[mine], sigma[mine], emb[mine], mask[mine]
             pooled = None if pooled is None else pooled[mine]
+            weight = None if weight is None else weight[mine]
         pred = model(add_noise(x0, noise, sigma), sigma, emb, mask, pooled, rope_scale=scale)
         target = {"velocity": velocity_target(x0, noise), "epsilon": noise, "x0": x0}[dcfg.prediction]
-        loss = F.mse_loss(pred, target)
+        loss = weighted_mse(pred, target, weight, weight_mean)
         parts = {
             "loss": _mean_over_workers(loss.detach(), world),
             "grad_norm": run.optimise(loss),
