@@ -51,8 +51,9 @@ FOLLOW = [
 
 def test_tiny_follows_colour_and_motion_in_prompts(pipe):
     # A regression guard on the shipped weights with the default settings (20 steps, the model's CFG):
-    # measured 8/8 colours, 7/8 directions and 6/8 shapes when the weights were shipped (DiT step 6600);
-    # the bounds leave room for float differences between CPUs, not for a model that ignores its prompt.
+    # measured 8/8 colours, 8/8 directions and 5/8 shapes (its squares read as circles) when the weights
+    # were shipped (DiT step 10000); the bounds leave room for float differences between CPUs, not for a
+    # model that ignores its prompt.
     from vidcore.eval.analyser import analyse
 
     results = [analyse(pipe.generate(prompt, seed=i)) for i, (prompt, _, _) in enumerate(FOLLOW)]
@@ -60,8 +61,8 @@ def test_tiny_follows_colour_and_motion_in_prompts(pipe):
     motions = sum(r.direction == d for r, (_, _, d) in zip(results, FOLLOW, strict=True))
     shapes = sum(r.shape == p.split()[2] for r, (p, _, _) in zip(results, FOLLOW, strict=True))
     assert colours >= 7, [r.colour for r in results]
-    assert motions >= 6, [r.direction for r in results]
-    assert shapes >= 5, [r.shape for r in results]
+    assert motions >= 7, [r.direction for r in results]
+    assert shapes >= 4, [r.shape for r in results]
 
 
 def test_tiny_bad_sizes_list_valid_values(pipe):
