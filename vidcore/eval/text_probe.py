@@ -62,15 +62,15 @@ def word_vectors(encoder: Any, words: list[str], contexts: tuple[str, ...]) -> T
     return F.normalize(vecs, dim=-1)
 
 
-def _nearest_label(
-    v: Tensor, vecs: Tensor, label_of: Tensor, n_labels: int, exclude: int | None = None
-) -> int:
-    """The label index whose centroid of ``vecs`` (without row ``exclude``) is nearest to ``v`` (cosine)."""
-    keep = torch.ones(len(vecs), dtype=torch.bool)
-    if exclude is not None:
-        keep[exclude] = False
-    cents = torch.stack([vecs[keep & (label_of == k)].mean(0) for k in range(n_labels)])
-    return int((F.normalize(cents, dim=-1) @ v).argmax())
+def _centroid_votes(train: Tensor, label_of: Tensor, n_labels: int, held: Tensor) -> tuple[Tensor, Tensor]:
+    """Nearest label centroid (cosine) of each held-out vector, and of each training vector with itself left
+    out of its own label's centroid (leave-one-out). Centroids are label sums (same direction as means)."""
+    sums = torch.zeros(n_labels, train.shape[1]).index_add_(0, label_of, train)
+    held_guess = (F.normalize(sums, dim=-1) @ held.T).argmax(0)
+    scores = F.normalize(sums, dim=-1) @ train.T  # [labels, N]
+    own = (F.normalize(sums[label_of] - train, dim=-1) * train).sum(-1)
+    scores[label_of, torch.arange(len(train))] = own
+    return held_guess, scores.argmax(0)
 
 
 def probe_text_encoder(
@@ -91,18 +91,12 @@ def probe_text_encoder(
         tv = word_vectors(encoder, [w for _, w in train_words], contexts)
         hv = word_vectors(encoder, [w for _, w in held_words], contexts)
         label_of = torch.tensor([labels.index(lab) for lab, _ in train_words])
-        guesses = {
-            w: labels[_nearest_label(v, tv, label_of, len(labels))]
-            for (_, w), v in zip(held_words, hv, strict=True)
-        }
-        loo = [
-            _nearest_label(v, tv, label_of, len(labels), exclude=i) == labels.index(lab)
-            for i, ((lab, _), v) in enumerate(zip(train_words, tv, strict=True))
-        ]
+        held_guess, loo_guess = _centroid_votes(tv, label_of, len(labels), hv)
+        guesses = {w: labels[int(k)] for (_, w), k in zip(held_words, held_guess, strict=True)}
         report[attribute] = {
             "heldout_carried": sum(guesses[w] == lab for lab, w in held_words) / len(held_words),
             "heldout_words": len(held_words),
-            "train_leave_one_out": sum(loo) / len(loo),
+            "train_leave_one_out": float((loo_guess == label_of).float().mean()),
             "train_words": len(train_words),
             "heldout_guesses": {w: {"label": lab, "nearest": guesses[w]} for lab, w in held_words},
         }

@@ -130,12 +130,16 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 # ---- losses -------------------------------------------------------------------------------------------
 
 
-def foreground_weights(video: Tensor, fg_weight: float) -> Tensor:
-    """Per-pixel weights ``[B, 1, T, H, W]``: ``fg_weight`` where a pixel differs from the border colour."""
+def foreground_mask(video: Tensor) -> Tensor:
+    """Object pixels ``[B, 1, T, H, W]`` (1.0) of shape videos: pixels that differ from the border colour."""
     border = torch.cat([video[..., 0, :], video[..., -1, :], video[..., :, 0], video[..., :, -1]], dim=-1)
     bg = border.median(dim=-1).values[..., None, None]  # [B, 3, T, 1, 1]
-    fg = ((video - bg).abs().amax(dim=1, keepdim=True) > 0.25).float()
-    return 1.0 + (fg_weight - 1.0) * fg
+    return ((video - bg).abs().amax(dim=1, keepdim=True) > 0.25).float()
+
+
+def foreground_weights(video: Tensor, fg_weight: float) -> Tensor:
+    """Per-pixel weights ``[B, 1, T, H, W]``: ``fg_weight`` where a pixel differs from the border colour."""
+    return 1.0 + (fg_weight - 1.0) * foreground_mask(video)
 
 
 def latent_foreground(video: Tensor, latent_shape: tuple[int, int, int]) -> Tensor:
@@ -151,8 +155,7 @@ def latent_foreground(video: Tensor, latent_shape: tuple[int, int, int]) -> Tens
         raise ValueError(
             f"video of {num_frames}x{height}x{width} does not map onto a latent grid of {t}x{h}x{w}"
         )
-    fg = (foreground_weights(video, 2.0) - 1.0).amax(dim=1, keepdim=True)
-    fg = F.max_pool3d(fg, (1, height // h, width // w))
+    fg = F.max_pool3d(foreground_mask(video), (1, height // h, width // w))
     if t > 1:
         r = (num_frames - 1) // (t - 1)
         rest = F.max_pool3d(fg[:, :, 1:], (r, 1, 1))
