@@ -1,7 +1,8 @@
 """Attention patterns and backends, measured in one run.
 
-1. Full spacetime vs factorized (spatial + temporal) attention on a 17x32x32 token grid, against the
-   FLOP ratio theory predicts: full costs (T·S)² per head-dim, factorized T·S² + S·T² (S = H·W), so
+1. Full spacetime vs factorized (spatial + temporal) attention on a 17x32x32 token grid (the helpers
+   SpacetimeDiT's blocks call for its "full" and "factorized" layouts), against the FLOP ratio theory
+   predicts: full costs (T·S)² per head-dim, factorized T·S² + S·T² (S = H·W), so
    full / factorized = T·S / (S + T).
 2. SDPA vs the math reference on the same shapes.
 

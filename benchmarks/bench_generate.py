@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._util import median_time, print_table  # noqa: E402
-from vidcore.pipeline import load_pipeline  # noqa: E402
+from vidcore.pipelines import load_pipeline  # noqa: E402
 
 
 def main() -> None:

@@ -11,20 +11,13 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from vidcore.pipeline import TextConditioning, frames_to_video, latents_to_frames
+from vidcore.io.frames import check_frames, frames_to_video, video_to_frames
+from vidcore.pipelines import TextConditioning
 
 
 def check_image(images: Any, name: str = "images", min_frames: int = 1) -> Tensor:
     """A ComfyUI IMAGE ``[T, H, W, 3]`` float in 0..1 (the frames of one video)."""
-    if not isinstance(images, Tensor):
-        raise TypeError(f"{name} must be an IMAGE tensor [T, H, W, 3], got {type(images).__name__}")
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"{name} must be an IMAGE [T, H, W, 3] (RGB), got shape {tuple(images.shape)}")
-    if images.shape[0] < min_frames:
-        raise ValueError(f"{name} holds {images.shape[0]} frame(s); this node needs at least {min_frames}")
-    if not images.is_floating_point():
-        raise TypeError(f"{name} dtype={images.dtype} must be floating point in 0..1")
-    return images
+    return check_frames(images, name, min_frames=min_frames)
 
 
 def image_to_video(images: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -34,7 +27,7 @@ def image_to_video(images: Tensor, device: torch.device, dtype: torch.dtype) -> 
 
 def video_to_image(video: Tensor, device: torch.device) -> Tensor:
     """vidcore video ``[B, 3, T, H, W]`` -> IMAGE; B videos end to end ``[B*T, H, W, 3]``."""
-    frames = latents_to_frames(video)  # [B, T, H, W, 3], clamped to 0..1
+    frames = video_to_frames(video)  # [B, T, H, W, 3], clamped to 0..1
     return rearrange(frames, "b t h w c -> (b t) h w c").to(device)
 
 

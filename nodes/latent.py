@@ -52,7 +52,7 @@ class VidCoreTextEncode:
         }
 
     def encode(self, text_encoder, text: str):
-        from vidcore.pipeline import TextConditioning
+        from vidcore.pipelines import TextConditioning
 
         if not isinstance(text, str):
             raise TypeError(f"text must be a string, got {type(text).__name__}")
@@ -102,9 +102,7 @@ class VidCoreEmptyVideoLatent:
         }
 
     def generate(self, model, vae, width: int, height: int, num_frames: int, batch_size: int):
-        from vidcore.pipeline import check_generation_size
-
-        shape = check_generation_size(vae, model.dit, num_frames, height, width)
+        shape = model.latent_shape(num_frames, height, width, vae=vae)
         return (make_latent(torch.zeros((batch_size, *shape), device=_host.intermediate_device())),)
 
 

@@ -6,47 +6,38 @@ from pathlib import Path
 
 from . import _host
 
-PIPELINE_MARKER = "pipeline.json"
 PRECISION_TIP = "Weights dtype. auto = bf16 on CUDA GPUs with native bf16 (Ampere+), else fp32."
-LTX_FOLDERS = ("checkpoints", "diffusion_models")  # where ComfyUI users keep LTX-Video files
 AUTO_TEXT_ENCODER = "auto"
-_ltx_seen: dict[tuple, bool] = {}  # (path, size, mtime) -> is an LTX checkpoint (headers are read once)
+CHECKPOINT_SUFFIXES = (".safetensors", ".sft")
+_detected: dict[tuple, bool] = {}  # (family, path, contents stamp) -> detect() (headers are read once)
 
 
-def _is_ltx(path: Path) -> bool:
-    from vidcore.models.ltx.entrypoints import is_ltx_checkpoint
-
-    key = (str(path), _host.ModelCache.stamp(path))
-    if key not in _ltx_seen:
-        _ltx_seen[key] = is_ltx_checkpoint(path)
-    return _ltx_seen[key]
-
-
-def ltx_choices() -> dict[str, Path]:
-    """LTX-Video checkpoints: single .safetensors files (transformer + VAE) and diffusers folders in
-    models/checkpoints and models/diffusion_models (what vidcore's detect_ltx_layout accepts)."""
-    found: dict[str, Path] = {}
-    for kind in LTX_FOLDERS:
-        for root in _host.model_folders(kind):
-            for f in sorted(root.rglob("*.safetensors")):
-                if _is_ltx(f):
-                    found.setdefault(f.relative_to(root).as_posix(), f)
-            for child in sorted(root.iterdir()):
-                if child.is_dir() and _is_ltx(child):
-                    found.setdefault(child.name, child)
-    return found
+def _detect(family, path: Path) -> bool:
+    key = (family.name, str(path), _host.ModelCache.stamp(path))
+    if key not in _detected:
+        _detected[key] = family.detect(path)
+    return _detected[key]
 
 
 def model_choices() -> dict[str, Path]:
-    """Loadable models: VidCore folders in models/vidcore and models/diffusion_models, built-ins, then
-    LTX-Video checkpoints (models/checkpoints, models/diffusion_models)."""
-    from vidcore.pipeline import builtin_models, resolve_model_path
+    """Loadable models of every registered family: its checkpoints in its ComfyUI model folders (folders
+    one level down, .safetensors files at any depth), then its built-in models; earlier families and
+    folders win a name clash."""
+    from vidcore.pipelines import families
 
-    found = _host.list_model_dirs(_host.SEARCHED_MODEL_FOLDERS, PIPELINE_MARKER)
-    for name in builtin_models():
-        found.setdefault(name, resolve_model_path(name))
-    for name, path in ltx_choices().items():
-        found.setdefault(name, path)
+    found: dict[str, Path] = {}
+    for family in families():
+        for kind in family.folders:
+            for root in _host.model_folders(kind):
+                for child in sorted(root.iterdir()):
+                    if child.is_dir() and _detect(family, child):
+                        found.setdefault(child.name, child)
+                files = sorted(f for suffix in CHECKPOINT_SUFFIXES for f in root.rglob(f"*{suffix}"))
+                for f in files:
+                    if f.is_file() and _detect(family, f):
+                        found.setdefault(f.relative_to(root).as_posix(), f)
+        for name, path in family.builtins().items():
+            found.setdefault(name, path)
     return found
 
 
@@ -85,9 +76,13 @@ def text_encoder_choices() -> dict[str, Path | str]:
     return found
 
 
-def ltx_text_encoder_choices() -> dict[str, Path]:
-    """T5 / UMT5 transformers folders in models/text_encoders (the text encoder an LTX checkpoint needs)."""
-    return _host.list_model_dirs(("text_encoders",), "config.json", ("t5", "umt5"))
+def model_text_encoder_choices() -> dict[str, Path]:
+    """Text encoder folders in models/text_encoders of the types that families taking a separate text
+    encoder accept (T5 / UMT5 for LTX-Video)."""
+    from vidcore.pipelines import families
+
+    types = tuple(t for f in families() for t in f.text_encoder_types)
+    return _host.list_model_dirs(("text_encoders",), "config.json", types) if types else {}
 
 
 def captioner_choices() -> dict[str, Path]:
@@ -104,11 +99,12 @@ def _device_dtype(precision: str):
 
 class VidCoreLoadModel:
     DESCRIPTION = (
-        "Load a VidCore text-to-video model folder (pipeline.json + dit.safetensors + vae.safetensors) from "
-        "models/vidcore or models/diffusion_models, a built-in model such as 'tiny', or an LTX-Video "
-        "checkpoint (single .safetensors with transformer + VAE, or a diffusers folder) from "
-        "models/checkpoints or models/diffusion_models with a T5 text encoder. Outputs the diffusion "
-        "transformer, its VAE and its text encoder. Loaded models are cached across runs."
+        "Load a text-to-video model of any VidCore family: a VidCore model folder (pipeline.json + "
+        "dit.safetensors + vae.safetensors) from models/vidcore or models/diffusion_models, a built-in model "
+        "such as 'tiny', or an LTX-Video checkpoint (single .safetensors with transformer + VAE, or a "
+        "diffusers folder) from models/checkpoints or models/diffusion_models with a T5 text encoder. "
+        "Outputs the diffusion transformer, its VAE and its text encoder. Loaded models are cached across "
+        "runs and managed by ComfyUI's model management (Unload models frees them)."
     )
     CATEGORY = "VidCore/loaders"
     FUNCTION = "load"
@@ -137,7 +133,7 @@ class VidCoreLoadModel:
             # Appended (optional, so saved workflows without it still validate).
             "optional": {
                 "text_encoder_name": (
-                    [AUTO_TEXT_ENCODER, *sorted(ltx_text_encoder_choices())],
+                    [AUTO_TEXT_ENCODER, *sorted(model_text_encoder_choices())],
                     {
                         "default": AUTO_TEXT_ENCODER,
                         "tooltip": "LTX-Video only: T5-v1.1-XXL folder in models/text_encoders (config.json, "
@@ -148,19 +144,13 @@ class VidCoreLoadModel:
         }
 
     def load(self, model_name: str, precision: str, text_encoder_name: str | None = None):
-        from vidcore.models.ltx.pipeline import LTXPipeline
-        from vidcore.pipeline import load_pipeline
+        from vidcore.pipelines import load_pipeline
 
-        path = _host.pick(
-            model_choices(),
-            model_name,
-            "model_name",
-            "models/vidcore, models/diffusion_models, models/checkpoints (LTX-Video) or built-ins",
-        )
+        path = _host.pick(model_choices(), model_name, "model_name", _model_folders_text())
         text = None
         if text_encoder_name not in (None, AUTO_TEXT_ENCODER):
             text = _host.pick(
-                ltx_text_encoder_choices(), text_encoder_name, "text_encoder_name", "models/text_encoders"
+                model_text_encoder_choices(), text_encoder_name, "text_encoder_name", "models/text_encoders"
             )
         device, dtype = _device_dtype(precision)
         pipe = _host.MODELS.get(
@@ -170,9 +160,15 @@ class VidCoreLoadModel:
             dtype,
             lambda: load_pipeline(path, device, dtype, text_encoder=text),
         )
-        # LTX: LATENT holds normalised latents; latent_vae is the LTX VAE with vidcore's VAE interface.
-        vae = pipe.latent_vae if isinstance(pipe, LTXPipeline) else pipe.vae
-        return (pipe, vae, pipe.text_encoder)
+        # vae: the VAE over the latents this model samples (LTX-Video: normalised latents).
+        return (pipe, pipe.vae, pipe.text_encoder)
+
+
+def _model_folders_text() -> str:
+    from vidcore.pipelines import families
+
+    kinds = dict.fromkeys(f"models/{k}" for f in families() for k in f.folders)
+    return ", ".join(kinds) + " or built-ins"
 
 
 class VidCoreLoadVAE:

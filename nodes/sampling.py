@@ -17,7 +17,7 @@ def _samplers() -> list[str]:
 
 
 def _schedules() -> list[str]:
-    from vidcore.pipeline import SCHEDULES
+    from vidcore.sampling import SCHEDULES
 
     return list(SCHEDULES)
 
@@ -87,107 +87,50 @@ def _rescale_input() -> tuple:
     )
 
 
-def _prepare(latent_image, positive, negative, seed: int, guidance: float, in_channels: int, **conv):
-    """Conversions both model families share: checked latents, conditioning pair, seeded CPU noise."""
+def run_sampler(model, positive, negative, latent_image, options):
+    """Shared body of both sampler nodes: convert ComfyUI types, draw the seeded noise, run the model's
+    ``sample`` (every family's; what a family cannot do is refused there by name)."""
+    from vidcore.pipelines import initial_noise
+
     samples = latent_samples(latent_image, "latent_image")
-    if samples.shape[1] != in_channels:
+    if samples.shape[1] != model.latent_channels:
         raise ValueError(
-            f"latent_image has {samples.shape[1]} channels but the model takes in_channels={in_channels}; "
-            "use latents made with this model's VAE"
+            f"latent_image has {samples.shape[1]} channels but the model takes "
+            f"in_channels={model.latent_channels}; use latents made with this model's VAE"
         )
-    conv["batch"] = samples.shape[0]
-    cond = from_conditioning(positive, "positive", **conv)
-    uncond = from_conditioning(negative, "negative", **conv) if guidance != 1.0 else None
-    cond, uncond = pad_pair(cond, uncond)
-    generator = torch.Generator(device="cpu").manual_seed(int(seed))
-    noise = torch.randn(samples.shape, generator=generator, dtype=torch.float32)
-    return samples, cond, uncond, noise, generator
-
-
-def run_sampler(
-    model,
-    positive,
-    negative,
-    latent_image,
-    seed: int,
-    steps: int,
-    guidance: float,
-    schedule: str,
-    shift: float,
-    sampler: str,
-    denoise: float,
-    guidance_rescale: float,
-    levels: int,
-):
-    """Shared body of both sampler nodes: convert types, draw seeded noise, call vidcore.sample_latents;
-    LTX-Video models run their own LTXPipeline.sample (a pyramidal schedule, a shift != 1 or denoise < 1
-    are refused there by name)."""
-    from vidcore.models.ltx.pipeline import LTXPipeline
-    from vidcore.pipeline import sample_latents
-
-    ltx = isinstance(model, LTXPipeline)
-    net = model.transformer if ltx else model.dit
-    param = next(net.parameters())
-    device, dtype = param.device, param.dtype
-    if ltx:
-        conv = dict(text_dim=net.config.caption_channels, needs_pooled=False)
-    else:
-        conv = dict(text_dim=net.config.text_dim, needs_pooled=net.config.pooled_text)
-    samples, cond, uncond, noise, generator = _prepare(
-        latent_image,
-        positive,
-        negative,
-        seed,
-        guidance,
-        net.config.in_channels,
-        device=device,
-        dtype=dtype,
-        **conv,
+    # HOST_USE_PENDING
+    conv = dict(
+        text_dim=model.text_dim,
+        needs_pooled=model.pooled_text,
+        batch=samples.shape[0],
+        device=model.device,
+        dtype=model.dtype,
     )
-    label = "vidcore sampling (LTX-Video)" if ltx else "vidcore sampling"
-    with _host.Progress(steps, label) as bar, torch.no_grad():
-        if ltx:
-            # LTX's own schedule at the model's frame rate.
-            out = model.sample(
-                noise,
-                cond,
-                uncond,
-                steps,
-                guidance,
-                guidance_rescale,
-                sampler=sampler,
-                callback=bar.sampler_callback(),
-                schedule=schedule,
-                shift=shift,
-                denoise=denoise,
-            )
-        else:
-            out = sample_latents(
-                net,
-                noise.to(device, dtype),
-                cond,
-                uncond,
-                steps,
-                guidance,
-                schedule,
-                shift,
-                sampler,
-                guidance_rescale,
-                levels,
-                samples.to(device, dtype) if denoise < 1.0 else None,
-                denoise,
-                generator,
-                bar.sampler_callback(),
-                disable=True,
-            )
+    cond = from_conditioning(positive, "positive", **conv)
+    uncond = from_conditioning(negative, "negative", **conv) if options.guidance != 1.0 else None
+    cond, uncond = pad_pair(cond, uncond)
+    noise, generator = initial_noise(tuple(samples.shape), options.seed)
+    init = samples if options.denoise < 1.0 else None
+    label = f"vidcore sampling ({model.capabilities.family})"
+    with _host.Progress(options.steps, label) as bar, torch.no_grad():
+        out = model.sample(
+            noise,
+            cond,
+            uncond,
+            options,
+            init_latents=init,
+            generator=generator,
+            callback=bar.sampler_callback(),
+        )
     return (make_latent(out.float().to(_host.intermediate_device())),)
 
 
 class VidCoreSampler:
     DESCRIPTION = (
         "Flow-matching sampler for VidCore models: text-to-video from empty latents, or video-to-video "
-        "from encoded video with denoise < 1 (SDEdit). Progress and cancel every step. LTX-Video models "
-        "run their own schedule here (keep schedule 'flow' and shift 1.0; denoise < 1 is not supported)."
+        "from encoded video with denoise < 1 (SDEdit). Progress and cancel every step. Each model family "
+        "runs its own schedule and refuses by name what it cannot do (LTX-Video: schedule 'flow' with "
+        "shift 1.0, no denoise < 1)."
     )
     CATEGORY = "VidCore/sampling"
     FUNCTION = "sample"
@@ -239,23 +182,21 @@ class VidCoreSampler:
         denoise,
         guidance_rescale,
     ):
-        # LTX-Video configs have no pyramid stages (its sampler refuses schedule='pyramidal' by name).
-        levels = getattr(model.config, "pyramid_stages", 1) if schedule == "pyramidal" else 1
-        return run_sampler(
-            model,
-            positive,
-            negative,
-            latent_image,
-            seed,
-            steps,
-            guidance,
-            schedule,
-            shift,
-            sampler,
-            denoise,
-            guidance_rescale,
-            levels,
+        from vidcore.pipelines import SamplingOptions
+
+        # The model's own stage count for schedule="pyramidal" (the Pyramidal Sampler sets it explicitly).
+        options = SamplingOptions(
+            steps=steps,
+            guidance=guidance,
+            guidance_rescale=guidance_rescale,
+            shift=shift,
+            schedule=schedule,
+            sampler=sampler,
+            pyramid_stages=model.default_options().pyramid_stages,
+            denoise=denoise,
+            seed=seed,
         )
+        return run_sampler(model, positive, negative, latent_image, options)
 
 
 class VidCorePyramidalSampler:
@@ -300,18 +241,16 @@ class VidCorePyramidalSampler:
         shift,
         guidance_rescale,
     ):
-        return run_sampler(
-            model,
-            positive,
-            negative,
-            latent_image,
-            seed,
-            stages * steps_per_stage,
-            guidance,
-            "pyramidal",
-            shift,
-            "euler",
-            1.0,
-            guidance_rescale,
-            stages,
+        from vidcore.pipelines import SamplingOptions
+
+        options = SamplingOptions(
+            steps=stages * steps_per_stage,
+            guidance=guidance,
+            guidance_rescale=guidance_rescale,
+            shift=shift,
+            schedule="pyramidal",
+            sampler="euler",
+            pyramid_stages=stages,
+            seed=seed,
         )
+        return run_sampler(model, positive, negative, latent_image, options)

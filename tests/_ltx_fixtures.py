@@ -1,4 +1,4 @@
-"""Tiny random diffusers LTX-Video models (ltx_video.md §12) saved in both checkpoint layouts (test-only)."""
+"""Tiny random diffusers LTX-Video models saved in both checkpoint layouts (test-only)."""
 
 from __future__ import annotations
 

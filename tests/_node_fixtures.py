@@ -32,7 +32,7 @@ def make_models_root(root: str | Path, name: str = "tiny") -> Path:
     """Write the tiny model folders under ``root`` (idempotent) and return ``root``."""
     from vidcore.models.dit import DiTConfig, SpacetimeDiT
     from vidcore.models.vae import CausalVAE3D, VAEConfig
-    from vidcore.pipeline import PipelineConfig
+    from vidcore.pipelines.builtin import PipelineConfig
     from vidcore.text import load_text_encoder
 
     root = Path(root)

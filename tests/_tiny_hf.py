@@ -110,7 +110,7 @@ def train_clip_tokenizer(vocab_size: int = 300):
 
 
 def train_smolvlm_tokenizer(vocab_size: int = 400):
-    """Byte-level BPE with the SmolVLM special tokens (smolvlm2.md §7)."""
+    """Byte-level BPE with the special tokens of the SmolVLM2 hub tokenizers."""
     tok = _train_bpe(SMOLVLM_SPECIAL, vocab_size)
     return _fast(
         tok,
@@ -295,7 +295,8 @@ def make_smolvlm_folder(folder: str | Path, seed: int = 0) -> Path:
     model.generation_config.bos_token_id = tok.bos_token_id
     model.save_pretrained(folder, safe_serialization=True)
     tok.save_pretrained(folder)
-    # The hub folders carry these two small files (smolvlm2.md §3); write tiny equivalents.
+    # The hub folders (e.g. HuggingFaceTB/SmolVLM2-256M-Video-Instruct) carry these two small files; write
+    # tiny equivalents.
     (folder / "processor_config.json").write_text(
         json.dumps({"image_seq_len": 4, "processor_class": "SmolVLMProcessor"})
     )

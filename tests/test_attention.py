@@ -127,6 +127,16 @@ def test_full_attention_mixes_frames_spatial_does_not():
     assert not torch.equal(att.full_attention(q, k, v)[:, :3], att.full_attention(q, k, v2)[:, :3])
 
 
+def test_causal_full_attention_is_block_causal_over_frames():
+    q, k, v = _video_qkv()
+    out = att.full_attention(q, k, v, causal=True)
+    for t in range(q.shape[1]):
+        # frame t attends to every token of frames 0..t and to nothing later
+        seen = att.full_attention(q[:, : t + 1], k[:, : t + 1], v[:, : t + 1], backend="math")
+        assert (out[:, t] - seen[:, t]).abs().max() < 1e-5
+    assert (out[:, -1] - att.full_attention(q, k, v)[:, -1]).abs().max() < 1e-5
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="xformers backend needs a CUDA device; none here")
 def test_xformers_matches_math_on_cuda():
     pytest.importorskip("xformers", reason="xformers (the `gpu` extra) is not installed")

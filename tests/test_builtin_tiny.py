@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from vidcore.pipeline import WEIGHTS_DIR, builtin_models, load_pipeline
+from vidcore.pipelines import builtin_models, load_pipeline
+from vidcore.pipelines.builtin import WEIGHTS_DIR
 
 from ._cli import generate_cmd, read_written, run
 
@@ -22,7 +23,7 @@ def test_tiny_is_shipped_small_and_documented():
     folder = WEIGHTS_DIR / "tiny"
     sizes = {p.name: p.stat().st_size for p in folder.iterdir()}
     assert {"dit.safetensors", "vae.safetensors", "pipeline.json", "MODEL_CARD.md"} <= set(sizes)
-    assert sum(sizes.values()) <= 30 * 2**20  # the 30 MB budget
+    assert sum(sizes.values()) <= 30 * 2**20  # the size budget of the shipped model: 30 MB
     cfg = json.loads((folder / "pipeline.json").read_text())
     assert (cfg["num_frames"], cfg["height"], cfg["width"]) == (17, 64, 64)
 

@@ -323,3 +323,12 @@ def test_cli(smol_dir, tmp_path):
     args = parser.parse_args([str(path), "--model", str(smol_dir), "--style", "noir"])
     with pytest.raises(ValueError, match="add --as-prompt"):
         run_caption(args, io.StringIO())
+
+
+def test_components_are_the_torch_modules(smol_dir):
+    cap = load_captioner(smol_dir)
+    parts = cap.components()
+    assert list(parts) == ["captioner"] and parts["captioner"] is cap.model
+    assert isinstance(parts["captioner"], torch.nn.Module)
+    cap.release()
+    assert cap.components() == {}

@@ -160,3 +160,72 @@ def test_refuses_non_safetensors(tmp_path):
     p.write_bytes(b"not a pickle you should load")
     with pytest.raises(ValueError, match="must be a .safetensors file"):
         SpacetimeDiT.from_checkpoint(p)
+
+
+HELPERS = ("full_attention", "spatial_attention", "temporal_attention")
+
+
+def _spy_helpers(monkeypatch):
+    """Wrap the helpers where dit.py looks them up (its module globals) and record every call."""
+    from vidcore.models import dit
+
+    calls = []
+
+    def spy(name):
+        helper = getattr(dit, name)
+
+        def wrapped(q, k, v, *args, **kwargs):
+            calls.append((name, tuple(q.shape), kwargs.get("causal", False)))
+            return helper(q, k, v, *args, **kwargs)
+
+        return wrapped
+
+    for name in HELPERS:
+        monkeypatch.setattr(dit, name, spy(name))
+    return calls
+
+
+@pytest.mark.parametrize(
+    "pattern,causal",
+    [("full", False), ("full", True), ("spatial", False), ("temporal", False), ("temporal", True)],
+)
+def test_self_attention_equals_a_hand_built_call_of_the_public_helper(monkeypatch, pattern, causal):
+    from einops import rearrange
+
+    from vidcore.models.dit import SelfAttention
+    from vidcore.ops import attention as att
+    from vidcore.ops.rope import apply_rope, rope_3d, split_head_dim
+
+    cfg = DiTConfig(**TINY)
+    attn = _randomize(SelfAttention(cfg)).eval()
+    t, h, w = 3, 2, 4
+    x = torch.randn(2, t * h * w, cfg.width, generator=torch.Generator().manual_seed(3))
+    rope = rope_3d(t, h, w, split_head_dim(cfg.head_dim))
+    calls = _spy_helpers(monkeypatch)
+    with torch.no_grad():
+        out = attn(x, (t, h, w), rope, pattern, causal)
+        # Reference: projections and RoPE written out, then the helper itself on [B, T, H, W, heads, d].
+        q, k, v = (x @ attn.qkv.weight.T + attn.qkv.bias).chunk(3, dim=-1)
+        q, k, v = (rearrange(z, "b l (n d) -> b n l d", n=cfg.heads) for z in (q, k, v))
+        q, k = apply_rope(attn.q_norm(q), *rope), apply_rope(attn.k_norm(k), *rope)
+        q, k, v = (rearrange(z, "b n (t h w) d -> b t h w n d", t=t, h=h, w=w) for z in (q, k, v))
+        helper = getattr(att, f"{pattern}_attention")
+        kwargs = {"causal": causal} if pattern != "spatial" else {}
+        ref = rearrange(helper(q, k, v, backend="math", **kwargs), "b t h w n d -> b (t h w) (n d)")
+        ref = attn.proj(ref)
+    assert (out - ref).abs().max().item() < 1e-5
+    assert calls == [(f"{pattern}_attention", (2, t, h, w, cfg.heads, cfg.head_dim), causal)]
+
+
+@pytest.mark.parametrize("layout,causal", [("full", False), ("full", True), ("factorized", True)])
+def test_dit_attention_goes_through_the_public_helpers(monkeypatch, layout, causal):
+    model = _randomize(SpacetimeDiT(DiTConfig(**TINY, layout=layout, temporal_causal=causal))).eval()
+    x, ctx, mask, pooled = _inputs()
+    calls = _spy_helpers(monkeypatch)
+    model(x, 0.5, ctx, mask, pooled)
+    tokens = (2, 3, 4, 4, 2, 8)
+    if layout == "full":
+        expected = [("full_attention", tokens, causal)] * 2
+    else:  # spatial never causal, temporal causal as configured
+        expected = [("spatial_attention", tokens, False), ("temporal_attention", tokens, causal)] * 2
+    assert calls == expected

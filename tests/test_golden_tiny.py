@@ -1,5 +1,6 @@
-"""Same seed -> same frames as before the pipeline contract (issue 11): the built-in model's output for fixed
-settings, stored as 8x8-pooled frames (``tests/data/tiny_golden.safetensors``), must not move."""
+"""Same seed -> same frames as before the pipeline contract (vidcore/pipelines/base.py): the built-in
+model's output for fixed settings, stored as 8x8-pooled frames (``tests/data/tiny_golden.safetensors``),
+must not move."""
 
 from pathlib import Path
 
@@ -15,7 +16,9 @@ PROMPT = "a red circle moving right"
 CASES = {
     "euler": dict(steps=4, seed=1),
     "negative_no_cfg": dict(negative_prompt="blurry", steps=3, guidance=1.0, seed=7),
-    "heun_shift_rescale": dict(sampler="heun", steps=3, guidance=4.0, shift=2.0, guidance_rescale=0.5, seed=2),
+    "heun_shift_rescale": dict(
+        sampler="heun", steps=3, guidance=4.0, shift=2.0, guidance_rescale=0.5, seed=2
+    ),
     "ancestral": dict(sampler="euler_ancestral", steps=4, seed=3),
     "pyramidal": dict(schedule="pyramidal", steps=6, seed=4),
     "v2v": dict(steps=4, denoise=0.5, seed=5),

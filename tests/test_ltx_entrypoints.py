@@ -31,13 +31,13 @@ def paths(root):
 
 @pytest.fixture(scope="module")
 def single_pipe(paths):
-    from vidcore.pipeline import load_pipeline
+    from vidcore.pipelines import load_pipeline
 
     return load_pipeline(paths["single"], text_encoder=paths["t5"])
 
 
 def test_load_pipeline_single_file_equals_from_checkpoint(paths, single_pipe):
-    from vidcore.models.ltx.pipeline import LTXPipeline
+    from vidcore.pipelines.ltx import LTXPipeline
     from vidcore.text import load_text_encoder
 
     assert isinstance(single_pipe, LTXPipeline)
@@ -54,8 +54,8 @@ def test_load_pipeline_single_file_equals_from_checkpoint(paths, single_pipe):
 
 
 def test_diffusers_folder_uses_its_own_text_encoder_and_equals_the_single_file(paths, single_pipe):
-    from vidcore.models.ltx.pipeline import LTXPipeline
-    from vidcore.pipeline import load_pipeline
+    from vidcore.pipelines import load_pipeline
+    from vidcore.pipelines.ltx import LTXPipeline
     from vidcore.text import load_text_encoder
 
     pipe = load_pipeline(paths["folder"])  # text_encoder/ inside the folder, no argument needed
@@ -76,7 +76,7 @@ def test_diffusers_repo_layout_sharded_text_encoder_with_sibling_tokenizer(paths
 
     from transformers import T5EncoderModel
 
-    from vidcore.pipeline import load_pipeline
+    from vidcore.pipelines import load_pipeline
 
     repo = tmp_path / "ltx-repo"
     shutil.copytree(paths["folder"], repo, ignore=shutil.ignore_patterns("text_encoder"))
@@ -105,7 +105,7 @@ def test_diffusers_repo_layout_sharded_text_encoder_with_sibling_tokenizer(paths
 
 
 def test_missing_text_encoder_and_bad_options_are_clear(paths, single_pipe, tmp_path):
-    from vidcore.pipeline import load_pipeline
+    from vidcore.pipelines import load_pipeline
 
     with pytest.raises(ValueError, match=r"carries no text encoder: pass text_encoder=<T5-v1\.1-XXL"):
         load_pipeline(paths["single"])
@@ -162,7 +162,8 @@ def comfy_folders(root):
 def test_nodes_load_and_sample_an_ltx_model(comfy_folders, paths):
     from nodes import NODE_CLASS_MAPPINGS as N
     from nodes._convert import from_conditioning
-    from vidcore.models.ltx.pipeline import LTXLatentVAE, LTXPipeline
+    from vidcore.pipelines import SamplingOptions
+    from vidcore.pipelines.ltx import LTXLatentVAE, LTXPipeline
 
     from ._ltx_entry_fixtures import CHECKPOINT, DIFFUSERS, T5
 
@@ -186,10 +187,11 @@ def test_nodes_load_and_sample_an_ltx_model(comfy_folders, paths):
     args = (model, pos, neg, latent, 7, 2, 3.0)
     (out,) = sampler.sample(*args, "flow", 1.0, "euler", 1.0, 0.0)
 
-    # the node is one LTXPipeline.sample call on the same seeded noise
+    # the node is one Pipeline.sample call on the same seeded noise
     kw = dict(text_dim=32, needs_pooled=False, batch=1, device=torch.device("cpu"), dtype=torch.float32)
     noise = torch.randn((1, 8, 2, 2, 2), generator=torch.Generator().manual_seed(7))
-    want = model.sample(noise, from_conditioning(pos, "p", **kw), from_conditioning(neg, "n", **kw), 2, 3.0)
+    cond, uncond = from_conditioning(pos, "p", **kw), from_conditioning(neg, "n", **kw)
+    want = model.sample(noise, cond, uncond, SamplingOptions(steps=2, guidance=3.0, seed=7))
     assert torch.equal(out["samples"], want) and float(want.std()) > 0.1
     (images,) = N["VidCoreVAEDecode"]().decode(vae, out, 0, 0, -1)
     assert images.shape == (9, 64, 64, 3)

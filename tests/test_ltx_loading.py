@@ -18,6 +18,7 @@ from vidcore.models.ltx.loading import (
     detect_ltx_layout,
     load_ltx,
     load_ltx_transformer,
+    load_ltx_vae,
     read_shapes,
 )
 
@@ -151,3 +152,44 @@ def test_ltx_causal_video_autoencoder_config_reads_structure_from_weights(refs, 
     (bad / "config.json").write_text(json.dumps({"_class_name": "UNet2DConditionModel"}))
     with pytest.raises(LTXLayoutError, match="UNet2DConditionModel"):
         load_ltx(bad)
+
+
+def test_ltx_vae_alone_from_a_single_file_ignores_the_transformer(refs, tmp_path):
+    _, vaes = refs
+    ref = vaes["0.9.1"]
+    # A transformer of width 48 = 3 heads x 16: neither the default 32 heads nor any metadata fits it.
+    torch.manual_seed(5)
+    odd = fx.diffusers.LTXVideoTransformer3DModel(
+        **{**fx.TINY_TRANSFORMER, "num_attention_heads": 3, "cross_attention_dim": 48}
+    )
+    path = fx.save_original(tmp_path / "odd.safetensors", odd, ref, "0.9.1")
+    with pytest.raises(LTXLayoutError, match="width 48 is not divisible by num_attention_heads=32"):
+        load_ltx_transformer(path)
+    assert load_ltx_transformer(path, num_attention_heads=3).config.attention_head_dim == 16
+    # A truncated transformer and metadata that is not JSON: only the transformer would read either.
+    sd = fx.original_state_dict(fx.tiny_transformer(), ref, "0.9.1")
+    del sd["model.diffusion_model.caption_projection.linear_1.weight"]
+    partial = tmp_path / "partial.safetensors"
+    save_file(sd, str(partial), metadata={"config": "{not json"})
+    with pytest.raises(LTXLayoutError, match="transformer keys missing"):
+        load_ltx(partial)
+    vae_only = fx.save_original(tmp_path / "vae.safetensors", vae=ref, vae_layout="0.9.1")
+    want = ref.state_dict()
+    for file in (path, partial, vae_only):
+        vae = load_ltx_vae(file)
+        assert vae.state_dict().keys() == want.keys()
+        assert all(torch.equal(v, want[k]) for k, v in vae.state_dict().items()), file.name
+    layout = detect_ltx_layout(read_shapes(partial)[0], components=("vae",))
+    assert layout.transformer_config is None and layout.transformer_prefix == "model.diffusion_model."
+    assert (layout.version, layout.vae_config) == ("0.9.1", vae.config)
+
+
+def test_ltx_folder_head_count_comes_from_its_config(refs, tmp_path):
+    tr, _ = refs
+    folder = fx.save_diffusers(tmp_path / "pipe", transformer=tr)
+    assert load_ltx_transformer(folder).config.num_attention_heads == 2
+    assert load_ltx_transformer(folder / "transformer", num_attention_heads=2).config.num_attention_heads == 2
+    with pytest.raises(
+        LTXLayoutError, match="config.json has num_attention_heads=2, but num_attention_heads=4 was asked"
+    ):
+        load_ltx_transformer(folder, num_attention_heads=4)

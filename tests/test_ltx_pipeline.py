@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from vidcore.models.ltx.config import LTXTransformerConfig, LTXVAEConfig
-from vidcore.models.ltx.pipeline import LTXPipeline
 from vidcore.models.ltx.transformer import LTXVideoTransformer
 from vidcore.models.ltx.vae import LTXVideoVAE
+from vidcore.pipelines.ltx import LTXPipeline, LTXPipelineConfig
 
 torch.set_num_threads(1)
 
@@ -43,7 +43,9 @@ def pair():
     t.load_state_dict(ref_t.state_dict())
     v = LTXVideoVAE(LTXVAEConfig.from_diffusers(dict(ref_v.config)))
     v.load_state_dict(ref_v.state_dict())
-    return ref_t, ref_v, LTXPipeline(t.eval(), v.eval(), FakeT5())
+    # decode settings of the reference run below (a pipeline's decode settings are part of its config)
+    cfg = LTXPipelineConfig(decode_timestep=0.05, decode_noise_scale=0.025)
+    return ref_t, ref_v, LTXPipeline(t.eval(), v.eval(), FakeT5(), cfg)
 
 
 def test_ltx_pipeline_matches_diffusers_ltx_pipeline(pair):
@@ -63,8 +65,8 @@ def test_ltx_pipeline_matches_diffusers_ltx_pipeline(pair):
     ref.set_progress_bar_config(disable=True)
     prompt, negative = "a red fox running", "blurry"
     emb, mask = FakeT5().encode([prompt, negative])
-    kw = dict(num_frames=9, height=64, width=64, guidance_rescale=0.5, decode_timestep=0.05)
-    kw.update(decode_noise_scale=0.025, frame_rate=24)
+    kw = dict(num_frames=9, height=64, width=64, guidance_rescale=0.5)
+    ref_kw = dict(decode_timestep=0.05, decode_noise_scale=0.025, frame_rate=24)
     seed, shape = 11, (1, 8, 2, 2, 2)
     # diffusers' VAE draws its injected noise from the global RNG; ours continues the pipeline generator.
     g = torch.Generator().manual_seed(seed)
@@ -81,13 +83,14 @@ def test_ltx_pipeline_matches_diffusers_ltx_pipeline(pair):
             generator=torch.Generator().manual_seed(seed),
             output_type="pt",
             **kw,
+            **ref_kw,
         ).frames[0]  # [T, 3, H, W]
-    got = ours.generate(prompt, negative, steps=3, guidance=3.0, seed=seed, **kw)
+    got = ours.generate(prompt, negative, steps=3, guidance=3.0, seed=seed, fps=24, **kw)
     assert got.shape == (9, 64, 64, 3)
     want = want.permute(0, 2, 3, 1)
     assert 0.05 < want.std() and ((want - got).abs().max() / want.abs().max()) < 1e-5
     # the negative prompt is used
-    other = ours.generate(prompt, "", steps=3, guidance=3.0, seed=seed, **kw)
+    other = ours.generate(prompt, "", steps=3, guidance=3.0, seed=seed, fps=24, **kw)
     assert (other - got).abs().max() > 1e-4
 
 

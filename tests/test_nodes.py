@@ -13,7 +13,7 @@ import nodes
 from nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, _host
 from nodes._convert import to_conditioning
 from vidcore.io.video import read_video
-from vidcore.pipeline import TextConditioning, load_pipeline, sample_latents
+from vidcore.pipelines import SamplingOptions, TextConditioning, load_pipeline
 
 from ._node_fixtures import (
     CAPTIONER_NAME,
@@ -190,7 +190,7 @@ def _sample(model, pos, neg, lat, **kw):
     return node("VidCoreSampler").sample(model, pos, neg, lat, guidance_rescale=0.0, **args)[0]["samples"]
 
 
-def test_sampler_equals_sample_latents_with_the_same_seed(loaded):
+def test_sampler_equals_the_library_with_the_same_seed(loaded):
     model, vae, te = loaded
     pos, neg = encode(te, "a red circle"), encode(te, "")
     (lat,) = node("VidCoreEmptyVideoLatent").generate(model, vae, 16, 16, 5, 1)
@@ -200,21 +200,48 @@ def test_sampler_equals_sample_latents_with_the_same_seed(loaded):
     c = TextConditioning(pos[0][0], pos[0][1]["attention_mask"], pos[0][1]["pooled_output"])
     u = TextConditioning(neg[0][0], neg[0][1]["attention_mask"], neg[0][1]["pooled_output"])
     with torch.no_grad():
-        ref = sample_latents(model.dit, noise, c, u, 3, 3.0, generator=gen)
+        ref = model.sample(noise, c, u, SamplingOptions(steps=3, guidance=3.0), generator=gen)
     # equal up to float rounding: the node pads the pair to one length so CFG runs as one batch
     assert torch.allclose(out, ref, atol=1e-5)
     assert torch.equal(_sample(model, pos, neg, lat), out)  # deterministic
     assert not torch.equal(_sample(model, pos, neg, lat, seed=4), out)
     assert not torch.equal(_sample(model, encode(te, "a blue square"), neg, lat), out)
     # the pipeline's own batched encoding (padded pair) gives the same latents
-    c2, u2 = model.encode_pair("a red circle", "")
+    c2, u2 = model.encode_prompts("a red circle", "")
     with torch.no_grad():
-        ref2 = sample_latents(model.dit, noise, c2, u2, 3, 3.0, generator=torch.Generator().manual_seed(3))
+        ref2 = model.sample(noise, c2, u2, SamplingOptions(steps=3, guidance=3.0))
     assert torch.allclose(out, ref2, atol=1e-5)
     # video-to-video: low denoise stays near the input latents
     near = _sample(model, pos, neg, {"samples": ref}, denoise=0.2, seed=9)
     far = _sample(model, pos, neg, {"samples": ref}, denoise=1.0, seed=9)
     assert (near - ref).abs().mean() < (far - ref).abs().mean()
+
+
+def test_bf16_sampler_node_keeps_a_float32_state_and_equals_the_library(folders, monkeypatch):
+    import vidcore.sampling.samplers as samplers
+    from nodes._convert import from_conditioning, pad_pair
+    from vidcore.pipelines import initial_noise
+
+    model, vae, te = node("VidCoreLoadModel").load("tiny", "bf16")
+    assert model.dtype == torch.bfloat16
+    pos, neg = encode(te, "a red circle"), encode(te, "")
+    (lat,) = node("VidCoreEmptyVideoLatent").generate(model, vae, 16, 16, 5, 1)
+    states = []
+    euler_step = samplers.euler_step
+    monkeypatch.setattr(samplers, "euler_step", lambda x, *a: states.append(x.dtype) or euler_step(x, *a))
+    out = _sample(model, pos, neg, lat)
+    assert states == [torch.float32] * 3 and out.dtype == torch.float32
+    # the library on the same bf16 model, seed and conditioning
+    kw = dict(text_dim=32, needs_pooled=True, batch=1, device=model.device, dtype=model.dtype)
+    c, u = pad_pair(from_conditioning(pos, "p", **kw), from_conditioning(neg, "n", **kw))
+    noise, generator = initial_noise(tuple(lat["samples"].shape), 3)
+    with torch.no_grad():
+        ref = model.sample(noise, c, u, SamplingOptions(steps=3, guidance=3.0, seed=3), generator=generator)
+    assert torch.equal(out, ref)
+    # and close to the fp32 model: only the network runs in bf16
+    full = node("VidCoreLoadModel").load("tiny", "fp32")[0]
+    out32 = _sample(full, encode(te, "a red circle"), encode(te, ""), lat)
+    assert float((out - out32).abs().max()) < 0.1 * float(out32.abs().max())
 
 
 def test_pyramidal_sampler_equals_the_library(loaded):
@@ -227,7 +254,8 @@ def test_pyramidal_sampler_equals_the_library(loaded):
     c = TextConditioning(pos[0][0], pos[0][1]["attention_mask"], pos[0][1]["pooled_output"])
     u = TextConditioning(neg[0][0], neg[0][1]["attention_mask"], neg[0][1]["pooled_output"])
     with torch.no_grad():
-        ref = sample_latents(model.dit, noise, c, u, 4, 3.0, "pyramidal", pyramid_levels=2, generator=gen)
+        opts = SamplingOptions(steps=4, guidance=3.0, schedule="pyramidal", pyramid_stages=2)
+        ref = model.sample(noise, c, u, opts, generator=gen)
     assert torch.allclose(out, ref, atol=1e-5) and out.shape == lat["samples"].shape
     (odd,) = node("VidCoreEmptyVideoLatent").generate(model, vae, 12, 12, 5, 1)
     with pytest.raises(ValueError, match="divisible by 4 for 3 pyramid stages"):

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from vidcore.pipeline import load_pipeline, split_steps
+from vidcore.pipelines import load_pipeline
+from vidcore.sampling import split_steps
 
 from ._cli import generate_cmd, read_written, run
 from ._node_fixtures import make_models_root
@@ -120,7 +121,7 @@ def test_bad_sizes_and_names_are_clear_errors(pipe):
     ],
 )
 def test_pipeline_config_refuses_bad_defaults(field, value, message):
-    from vidcore.pipeline import PipelineConfig
+    from vidcore.pipelines.builtin import PipelineConfig
 
     with pytest.raises(ValueError, match=f"PipelineConfig.{message}"):
         PipelineConfig(**{field: value})

@@ -262,7 +262,7 @@ def test_cfg_combine_forms_and_scale_one_is_exact():
     g = torch.Generator().manual_seed(3)
     c, u = torch.randn(2, 8, generator=g), torch.randn(2, 8, generator=g)
     w = 3.5
-    torch.testing.assert_close(cfg_combine(c, u, 1 + w), (1 + w) * c - w * u)  # lecture form
+    torch.testing.assert_close(cfg_combine(c, u, 1 + w), (1 + w) * c - w * u)  # Ho & Salimans (2022) eq. 6
     torch.testing.assert_close(cfg_combine(c, u, 4.5), u + 4.5 * (c - u))  # usual scale g
     assert torch.equal(cfg_combine(c, u, 1.0), c)
     assert cfg_combine(c.half(), u.half(), 2.0).dtype == torch.float32

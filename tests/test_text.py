@@ -389,3 +389,10 @@ def test_import_is_lazy():
         cwd=Path(__file__).parents[1],
     )
     assert out.stdout.strip() == "False"
+
+
+def test_components_are_the_torch_modules(folders):
+    enc = load_text_encoder(folders["bert"])
+    parts = enc.components()
+    assert list(parts) == ["text_encoder"] and parts["text_encoder"] is enc.model
+    assert isinstance(parts["text_encoder"], torch.nn.Module)

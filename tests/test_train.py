@@ -196,6 +196,39 @@ def test_shipped_configs_load_and_bad_configs_fail():
         TrainConfig.from_dict({"kind": "vae", "out_dir": "x", "steps": 1, "batch_size": 1, "stepz": 3})
 
 
+def test_log_every_logs_the_mean_losses_of_each_window(tmp_path):
+    messages = []
+    train_vae(_vae_cfg(tmp_path / "v", 5, log_every=2, ckpt_every=5), log=messages.append)
+    lines = [m for m in messages if m.startswith("step ")]
+    assert [m.split(":")[0] for m in lines] == ["step 2/5", "step 4/5"]
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "v" / "state.safetensors"), framework="pt") as f:
+        history = json.loads(f.metadata()["info"])["history"]
+    mean = (history[2]["loss"] + history[3]["loss"]) / 2  # steps 3 and 4
+    assert f"loss {mean:.4g}," in lines[1] and "(mean of 2 steps)" in lines[1]
+    assert "rec " in lines[1] and "grad_norm " in lines[1]
+    with pytest.raises(ValueError, match="log_every=0 must be a positive number"):
+        _vae_cfg(tmp_path / "w", 1, log_every=0)
+
+
+def test_retired_sample_every_is_dropped_from_old_run_configs(tmp_path, caplog):
+    # Run folders written while TrainConfig had `sample_every` (which never did anything) keep loading.
+    old = {**load_train_config("tiny_vae").to_dict(), "sample_every": 1000}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(old))
+    with caplog.at_level("WARNING", logger="vidcore"):
+        cfg = load_train_config(path)
+    assert cfg == load_train_config("tiny_vae")
+    assert any("retired TrainConfig key 'sample_every'" in r.message for r in caplog.records)
+    # Every other unknown key still refuses the file, and the dataclass itself knows no retired keys.
+    path.write_text(json.dumps({**old, "sample_evry": 10}))
+    with pytest.raises(ValueError, match="unknown TrainConfig keys \\['sample_evry'\\]"):
+        load_train_config(path)
+    with pytest.raises(ValueError, match="unknown TrainConfig keys \\['sample_every'\\]"):
+        TrainConfig.from_dict(old)
+
+
 def test_lr_schedule_and_vae_loss_values():
     cfg = TrainConfig(kind="vae", out_dir="x", steps=100, batch_size=1, lr=1.0, warmup_steps=10)
     assert lr_at(0, cfg) == pytest.approx(0.1)
@@ -212,7 +245,8 @@ def test_lr_schedule_and_vae_loss_values():
 
 
 def test_export_assembles_a_loadable_model_folder(tmp_path):
-    from vidcore.pipeline import PipelineConfig, load_pipeline
+    from vidcore.pipelines import load_pipeline
+    from vidcore.pipelines.builtin import PipelineConfig
     from vidcore.train.export import export_model
 
     text = make_bert_folder(tmp_path / "text")

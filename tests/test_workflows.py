@@ -248,7 +248,7 @@ def test_make_workflows_reproduces_the_files(tmp_path, monkeypatch):
 def test_ltx_api_workflow_runs_on_tiny_ltx_stand_ins(tmp_path_factory):
     """The LTX workflow as shipped validates; run at tiny sizes on tiny random checkpoints of the names it
     expects (models/checkpoints/ltx-video-2b-v0.9.5.safetensors, models/text_encoders/t5-v1_1-xxl)."""
-    from vidcore.models.ltx.pipeline import LTXPipeline
+    from vidcore.pipelines.ltx import LTXPipeline
 
     from ._ltx_entry_fixtures import CHECKPOINT, T5, make_ltx_models_root
 

@@ -25,6 +25,10 @@ EPILOG = """examples:
 
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
+    from .pipelines import builtin_models, families
+    from .sampling import SAMPLERS, SCHEDULES
+
+    takers = [f for f in families() if f.capabilities.external_text_encoder]
     p = sub.add_parser(
         "generate",
         help="text -> video with a vidcore model (the built-in `tiny` by default)",
@@ -35,15 +39,16 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model",
         default="tiny",
-        help="built-in model name, vidcore model folder, or LTX-Video checkpoint (single .safetensors or "
-        "diffusers folder) (default: tiny)",
+        help=f"built-in model ({', '.join(sorted(builtin_models()))}) or a path: "
+        + "; ".join(f"{f.capabilities.family}: {f.describe}" for f in families())
+        + " (default: tiny)",
     )
     p.add_argument(
         "--text-encoder",
         default=None,
         metavar="DIR",
-        help="LTX-Video only: T5-v1.1-XXL transformers folder (config.json, model.safetensors, tokenizer) "
-        "for checkpoints without a text_encoder/ folder",
+        help=f"only for {' / '.join(f.capabilities.family for f in takers) or 'no'} models: a text encoder "
+        "folder (transformers config.json, safetensors, tokenizer) for checkpoints that carry none",
     )
     p.add_argument("--negative", default="", help="negative prompt (the CFG unconditional branch)")
     p.add_argument(
@@ -54,14 +59,20 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None, help="sampling steps")
     p.add_argument("--guidance", type=float, default=None, help="CFG scale g (1 = off)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same machine -> same video)")
-    p.add_argument("--schedule", choices=("flow", "pyramidal"), default=None, help="sigma schedule")
+    p.add_argument(
+        "--schedule",
+        choices=tuple(SCHEDULES),
+        default=None,
+        help="; ".join(f"{name}: {what}" for name, what in SCHEDULES.items()),
+    )
     p.add_argument("--shift", type=float, default=None, help="timestep shift of the flow schedule")
-    p.add_argument("--sampler", choices=("euler", "heun", "euler_ancestral"), default=None)
+    p.add_argument("--sampler", choices=tuple(SAMPLERS), default=None)
     p.add_argument(
         "--fps",
         type=float,
         default=None,
-        help="frames per second of the written file (LTX-Video: also the frame rate it is conditioned on)",
+        help="frames per second of the written file (models conditioned on the frame rate, such as "
+        "LTX-Video, are generated at it)",
     )
     p.add_argument("--format", choices=FORMATS, default=None, help="container (default: from the suffix)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
@@ -70,8 +81,9 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
+    from .io.atomic import check_target
     from .io.video import write_video
-    from .pipeline import load_pipeline
+    from .pipelines import load_pipeline
 
     out = Path(args.output)
     fmt = args.format or out.suffix.lstrip(".").lower()
@@ -85,15 +97,11 @@ def _run_generate(args: argparse.Namespace) -> int:
         )
     if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
         raise SystemExit(f"vidcore generate: --fps {args.fps} must be a finite number > 0")
-    if not out.parent.exists():
-        raise SystemExit(f"vidcore generate: output folder {str(out.parent)!r} does not exist")
-    if out.exists() and not args.overwrite:
-        raise SystemExit(f"vidcore generate: {str(out)!r} exists; pass --overwrite to replace it")
+    try:
+        check_target(out, args.overwrite, flag="--overwrite")
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        raise SystemExit(f"vidcore generate: {e}") from None
     pipe = load_pipeline(args.model, device=args.device, text_encoder=args.text_encoder)
-    from .models.ltx.pipeline import LTXPipeline
-
-    # LTX conditions its RoPE on the frame rate: generate at the rate the file will play at.
-    extra = {"frame_rate": args.fps} if isinstance(pipe, LTXPipeline) and args.fps is not None else {}
     frames = pipe.generate(
         args.prompt,
         negative_prompt=args.negative,
@@ -106,8 +114,8 @@ def _run_generate(args: argparse.Namespace) -> int:
         schedule=args.schedule,
         shift=args.shift,
         sampler=args.sampler,
+        fps=args.fps,
         progress=True,
-        **extra,
     )
     fps = args.fps if args.fps is not None else pipe.config.fps
     path = write_video(out, frames, fps, format=fmt, overwrite=args.overwrite)
@@ -154,6 +162,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
+    from .sampling import SCHEDULES
+
     p = sub.add_parser(
         "eval",
         help="measure colour / shape / direction accuracy of a model on held-out prompts",
@@ -170,7 +180,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="tiny")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--guidance", type=float, default=None)
-    p.add_argument("--schedule", choices=("flow", "pyramidal"), default=None)
+    p.add_argument("--schedule", choices=tuple(SCHEDULES), default=None)
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N prompts")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)

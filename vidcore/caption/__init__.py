@@ -14,13 +14,8 @@ from vidcore.caption.refine import (
     rewrite_with_vlm,
     understand_improve_generate,
 )
-from vidcore.caption.smolvlm import (
-    Captioner,
-    VisionPreprocess,
-    check_frames,
-    load_captioner,
-    preprocess_frames,
-)
+from vidcore.caption.smolvlm import Captioner, VisionPreprocess, load_captioner, preprocess_frames
+from vidcore.io.frames import check_frames  # the one frames validator, kept importable from here
 
 __all__ = [
     "Captioner",

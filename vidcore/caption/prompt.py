@@ -1,7 +1,8 @@
 """SmolVLM2 video prompt text and frame sampling, written out by hand (no processor, no torchvision).
 
 Replicates transformers 5.x ``SmolVLMProcessor`` video expansion and ``SmolVLMVideoProcessor.sample_frames``
-(facts in shared/reference/smolvlm2.md §4-§5). Pure Python: nothing here imports transformers.
+(transformers src/transformers/models/smolvlm/processing_smolvlm.py and video_processing_smolvlm.py).
+Pure Python: nothing here imports transformers.
 """
 
 from __future__ import annotations

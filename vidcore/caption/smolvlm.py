@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vidcore.caption.prompt import SmolVLMTokens, chat_prompt, sample_frame_indices, video_prompt
-from vidcore.text.base import resolve_device, resolve_dtype
+from vidcore.devices import resolve_device, resolve_dtype
+from vidcore.io.frames import check_frames
 
 MODEL_TYPES = ("smolvlm", "idefics3")
 DEFAULT_QUESTION = "Describe this video in detail."
@@ -43,22 +44,6 @@ class VisionPreprocess:
 
 def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def check_frames(frames: Any, name: str = "frames") -> Tensor:
-    """Validate public-API frames: float tensor [T, H, W, 3] in 0..1 with T >= 1."""
-    if not isinstance(frames, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor [T, H, W, 3], got {type(frames).__name__}")
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"{name} has shape {tuple(frames.shape)}; expected [T, H, W, 3]")
-    if frames.shape[0] == 0:
-        raise ValueError(f"{name} has zero frames; a video needs at least one")
-    if not frames.is_floating_point():
-        raise TypeError(f"{name} has dtype {frames.dtype}; expected floats in 0..1")
-    lo, hi = float(frames.min()), float(frames.max())
-    if lo < 0.0 or hi > 1.0:
-        raise ValueError(f"{name} values span [{lo:.3g}, {hi:.3g}]; expected 0..1")
-    return frames
 
 
 def preprocess_frames(frames: Tensor, prep: VisionPreprocess) -> Tensor:
@@ -101,6 +86,12 @@ class Captioner:
     def __repr__(self) -> str:
         state = "released" if self.model is None else f"{self.dtype}, {self.device}"
         return f"Captioner(source={self.source!r}, image_seq_len={self.image_seq_len}, {state})"
+
+    def components(self) -> dict[str, torch.nn.Module]:
+        """The torch modules this handle runs (what a host such as ComfyUI moves between devices
+        and frees)."""
+        # A released captioner holds none.
+        return {} if self.model is None else {"captioner": self.model}
 
     @property
     def device(self) -> torch.device:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from vidcore.io.frames import check_frames
 from vidcore.train.captions import COLOURS, DIRECTIONS, SHAPES
 from vidcore.train.data import PALETTE
 
@@ -161,10 +162,7 @@ def classify_direction(vx: float, vy: float, still_speed: float) -> str:
 
 
 def _check_frames(frames: Tensor) -> Tensor:
-    if not isinstance(frames, Tensor):
-        raise TypeError(f"frames must be a torch.Tensor, got {type(frames).__name__}")
-    if frames.ndim != 5 or frames.shape[-1] != 3 or frames.shape[1] < 2:
-        raise ValueError(f"frames must be [B, T, H, W, 3] with T >= 2, got {tuple(frames.shape)}")
+    check_frames(frames, batched=True, min_frames=2)
     if frames.shape[2] < 8 or frames.shape[3] < 8:
         raise ValueError(f"frames must be at least 8x8 pixels, got {tuple(frames.shape[2:4])}")
     return frames.detach().float().cpu()
@@ -314,10 +312,7 @@ def _aligned_iou(mask: Tensor, cx: Tensor, cy: Tensor, valid: Tensor) -> float:
 
 def analyse(frames: Tensor) -> VideoAnalysis:
     """Analyse one video given as public frames ``[T, H, W, 3]`` in [0, 1]."""
-    if not isinstance(frames, Tensor) or frames.ndim != 4:
-        got = tuple(frames.shape) if isinstance(frames, Tensor) else type(frames).__name__
-        raise ValueError(f"frames must be a [T, H, W, 3] tensor, got {got}")
-    return analyse_batch(frames[None])[0]
+    return analyse_batch(check_frames(frames)[None])[0]
 
 
 def _label(item: Mapping[str, str] | object, key: str) -> str:

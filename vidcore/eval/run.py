@@ -23,7 +23,7 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Accuracy (colour, shape, direction, all three) and temporal consistency on held-out phrasings,
     with the settings used and the mean generation time per video (same run, same machine)."""
-    from ..pipeline import load_pipeline
+    from ..pipelines import load_pipeline
 
     if threads is not None:
         torch.set_num_threads(threads)

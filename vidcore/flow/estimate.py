@@ -21,7 +21,7 @@ DEFAULT_METHOD = "lucas_kanade"
 # ITU-R BT.601 luma, the weights OpenCV's RGB->GRAY uses.
 _LUMA = (0.299, 0.587, 0.114)
 # Coarsest pyramid level kept at least this many pixels on its short side: on smaller levels the
-# linearisation has too little support and Horn-Schunck diverges (metrics_flow.md §6).
+# linearisation has too little support and Horn-Schunck diverges.
 _MIN_LEVEL_SIZE = 16
 
 

@@ -1,4 +1,4 @@
-"""Synthetic frame pairs with exact ground-truth flow, for tests and benchmarks (metrics_flow.md §6).
+"""Synthetic frame pairs with exact ground-truth flow, for tests and benchmarks.
 
 frame1 is a crop of a smooth random texture; frame0(p) = bilinear(texture, p + w(p)), so the flow
 frame0 -> frame1 is exactly ``w`` in the ``a(p) ≈ b(p + F(p))`` convention.

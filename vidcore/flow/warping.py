@@ -1,7 +1,8 @@
 """Backward warping by a flow field, forward-backward occlusion masks and flow-field helpers.
 
-Convention (ARCHITECTURE.md §3): a flow ``F`` of shape ``[..., 2, H, W]`` lives on frame a's grid, channel 0
-is x (right), channel 1 is y (down), and ``a(p) ≈ b(p + F(p))`` -- so ``warp(b, F) ≈ a``.
+Convention (OpenCV's, as in ``cv2.calcOpticalFlowFarneback``): a flow ``F`` of shape ``[..., 2, H, W]``
+lives on frame a's grid, channel 0 is x (right), channel 1 is y (down), and ``a(p) ≈ b(p + F(p))`` -- so
+``warp(b, F) ≈ a``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
+
+from vidcore.io.atomic import atomic_write
+from vidcore.io.atomic import check_target as atomic_target  # its older name, kept importable from here
 
 METADATA_CONFIG = "vidcore_config"
 METADATA_KIND = "vidcore_kind"
@@ -21,28 +23,16 @@ class CheckpointError(ValueError):
     """A checkpoint does not match the model it is loaded into."""
 
 
-def atomic_target(path: str | os.PathLike, overwrite: bool) -> Path:
-    """Validate an output path: its folder must exist; an existing file is refused unless ``overwrite``."""
-    path = Path(path)
-    if not path.parent.exists():
-        raise FileNotFoundError(f"output folder {str(path.parent)!r} does not exist")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{str(path)!r} already exists; pass overwrite=True to replace it")
-    return path
-
-
-def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    """Write to a temporary file in the same folder, then rename into place (no partial files)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def write_safetensors(
+    path: str | os.PathLike,
+    tensors: dict[str, torch.Tensor],
+    metadata: dict[str, str],
+    overwrite: bool = True,
+) -> Path:
+    """Write a safetensors file atomically (vidcore.io.atomic: hidden temp file, then moved into place)."""
+    with atomic_write(path, overwrite) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return Path(path)
 
 
 def save_checkpoint(
@@ -57,13 +47,12 @@ def save_checkpoint(
 
     The file is written to a temporary name in the same folder and renamed into place.
     """
-    path = atomic_target(path, overwrite)
+    path = atomic_target(path, overwrite)  # fail before copying tensors off the device
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     metadata = {METADATA_CONFIG: config.to_json(), METADATA_KIND: kind}
     if extra_metadata:
         metadata.update({str(k): str(v) for k, v in extra_metadata.items()})
-    write_safetensors(path, tensors, metadata)
-    return path
+    return write_safetensors(path, tensors, metadata, overwrite)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:

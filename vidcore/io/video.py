@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import secrets
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,11 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vidcore.io.checkpoint import atomic_target
+from vidcore.io.atomic import atomic_write
+from vidcore.io.frames import check_frames
 
-# Values this far outside [0, 1] are treated as rounding noise (e.g. bf16 decodes) and clamped;
-# anything further is an error, never a silent clamp.
-RANGE_EPS = 1e-3
 # Largest fps denominator kept: exact for NTSC rates (30000/1001) and decimal rates like 23.976.
 FPS_MAX_DENOMINATOR = 1001
 WRITE_FORMATS = ("mp4", "webm", "gif", "webp")
@@ -41,26 +38,10 @@ def frames_to_uint8(frames: Tensor | np.ndarray) -> Tensor:
         frames = torch.from_numpy(frames)
     if not isinstance(frames, Tensor):
         raise TypeError(f"frames must be a torch.Tensor or numpy array, got {type(frames).__name__}")
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must have shape [T, H, W, 3], got {tuple(frames.shape)}")
-    if min(frames.shape[:3]) < 1:
-        raise ValueError(f"frames must hold at least one 1x1 frame, got shape {tuple(frames.shape)}")
-    frames = frames.detach().cpu()
+    frames = check_frames(frames, allow_uint8=True).detach().cpu()
     if frames.dtype == torch.uint8:
         return frames.contiguous()
-    if not frames.is_floating_point():
-        raise TypeError(f"frames must be floating point in 0..1 or uint8, got dtype {frames.dtype}")
-    frames = frames.float()
-    if not torch.isfinite(frames).all():
-        bad = int((~torch.isfinite(frames)).sum())
-        raise ValueError(f"frames contain {bad} NaN/inf values")
-    lo, hi = float(frames.min()), float(frames.max())
-    if lo < -RANGE_EPS or hi > 1 + RANGE_EPS:
-        raise ValueError(
-            f"frames must lie in [0, 1] (tolerance {RANGE_EPS}), got min {lo:.4g} and max {hi:.4g}; "
-            "convert from [-1, 1] with (x + 1) / 2 or clamp explicitly"
-        )
-    return frames.mul(255).round_().clamp_(0, 255).to(torch.uint8)
+    return frames.float().mul(255).round_().clamp_(0, 255).to(torch.uint8)
 
 
 def unique_path(folder: str | os.PathLike, prefix: str, suffix: str) -> Path:
@@ -303,37 +284,6 @@ def _pad_even(image: np.ndarray) -> np.ndarray:
     return np.pad(image, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 
 
-def _temp_file(folder: Path, name: str) -> Path:
-    """Create an empty hidden temp file next to the target (mode follows the umask, unlike mkstemp)."""
-    while True:
-        tmp = folder / f".{name}.{secrets.token_hex(4)}.tmp"
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            return tmp
-        except FileExistsError:
-            continue
-
-
-def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
-    """Move ``tmp`` to ``path``; without ``overwrite`` a hard link makes the no-clobber check atomic."""
-    if overwrite:
-        os.replace(tmp, path)
-        return
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise FileExistsError(f"{str(path)!r} already exists; pass overwrite=True to replace it") from None
-    except OSError:
-        # Filesystems without hard links: check again and rename (a tiny race window remains).
-        if path.exists():
-            raise FileExistsError(
-                f"{str(path)!r} already exists; pass overwrite=True to replace it"
-            ) from None
-        os.replace(tmp, path)
-        return
-    tmp.unlink()
-
-
 class _GifPalette:
     """palettegen + paletteuse with a palette per frame (GIF local colour tables): better colours."""
 
@@ -442,14 +392,9 @@ def write_video(
     images = frames_to_uint8(frames).numpy()
     if fmt == "webp":
         _webp_encoder()  # fail before creating anything
-    path = atomic_target(path, overwrite)
-    tmp = _temp_file(path.parent, path.name)
-    try:
-        # Loop forever, as players expect of animations (the webp muxer defaults to playing once).
-        options = {"loop": "0"} if fmt in ("gif", "webp") else {}
+    # Loop forever, as players expect of animations (the webp muxer defaults to playing once).
+    options = {"loop": "0"} if fmt in ("gif", "webp") else {}
+    with atomic_write(path, overwrite) as tmp:
         with av.open(str(tmp), "w", format=_MUXERS[fmt], options=options) as container:
             _encode_into(container, images, rate, fmt, crf, quality)
-        _publish(tmp, path, overwrite)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from vidcore.flow.estimate import DEFAULT_METHOD, METHODS
-from vidcore.io.checkpoint import atomic_target
+from vidcore.io.atomic import check_target, write_text
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov", ".avi", ".gif", ".webp", ".m4v")
 
@@ -66,8 +64,9 @@ def run_score(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"video {str(video)!r} does not exist")
     if reference is not None and not reference.exists():
         raise FileNotFoundError(f"reference {str(reference)!r} does not exist")
-    if args.output and Path(args.output).exists() and not args.overwrite:
-        raise FileExistsError(f"{args.output!r} already exists; pass --overwrite to replace it")
+    for target in (args.output, args.plot):
+        if target:
+            check_target(target, args.overwrite, flag="--overwrite")  # before any scoring work
     clip = None
     if args.clip:
         from vidcore.metrics.clip import load_clip
@@ -105,22 +104,8 @@ def run_score(args: argparse.Namespace) -> int:
     text = json.dumps(json_safe(result), indent=2, allow_nan=False)
     print(text, file=sys.stdout)
     if args.output:
-        _write_text(Path(args.output), text + "\n", args.overwrite)
+        write_text(args.output, text + "\n", overwrite=args.overwrite, flag="--overwrite")
     return 0
-
-
-def _write_text(path: Path, text: str, overwrite: bool) -> None:
-    """Write ``text`` atomically (temporary file in the same folder, then rename)."""
-    path = atomic_target(path, overwrite)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,12 +16,13 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from vidcore.metrics.temporal import adjacent_cosine, check_frames
+from vidcore.io.frames import check_frames
+from vidcore.metrics.temporal import adjacent_cosine
+from vidcore.text.files import has_tokenizer, tokenizer_options
 
 # OpenAI CLIP preprocessing constants (CLIPImageProcessor defaults).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-_TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json")
 
 
 @dataclasses.dataclass
@@ -103,10 +104,10 @@ def load_clip(
         if missing:
             if require_text:
                 raise ValueError(f"clip folder {str(root)!r} lacks text-tower weights {missing[:4]}; {needs}")
-        elif not any((root / name).is_file() for name in _TOKENIZER_FILES):
+        elif not has_tokenizer(root, "clip"):
             if require_text:
                 raise ValueError(
-                    f"clip folder {str(root)!r} has no tokenizer files (one of {list(_TOKENIZER_FILES)})"
+                    f"clip folder {str(root)!r} has no tokenizer files ({tokenizer_options('clip')})"
                 )
         else:
             try:

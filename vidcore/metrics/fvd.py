@@ -14,28 +14,16 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
+from vidcore.io.frames import check_frames
 from vidcore.metrics.frechet import frechet_distance
 from vidcore.metrics.i3d import I3D, MIN_FRAMES, load_i3d
 
 I3D_SIZE = 224
 
 
-def check_videos(videos: Tensor, name: str) -> None:
-    """Raise unless ``videos`` is a floating ``[N, T, H, W, 3]`` tensor in 0..1."""
-    if not isinstance(videos, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor [N, T, H, W, 3], got {type(videos).__name__}")
-    if videos.ndim != 5 or videos.shape[-1] != 3:
-        raise ValueError(f"{name} must be [N, T, H, W, 3] frames in 0..1, got shape {tuple(videos.shape)}")
-    if not videos.is_floating_point():
-        raise TypeError(f"{name} must be a floating tensor in 0..1, got dtype {videos.dtype}")
-    lo, hi = float(videos.min()), float(videos.max())
-    if lo < -1e-3 or hi > 1 + 1e-3:
-        raise ValueError(f"{name} values must lie in 0..1, got range [{lo:.4g}, {hi:.4g}]")
-
-
 def preprocess_for_i3d(videos: Tensor, num_frames: int | None = 16) -> Tensor:
     """``[N, T, H, W, 3]`` in 0..1 -> ``[N, 3, T', 224, 224]`` in [-1, 1] (first num_frames, stretched)."""
-    check_videos(videos, "videos")
+    check_frames(videos, "videos", batched=True)
     t = videos.shape[1]
     if num_frames is not None:
         if num_frames < MIN_FRAMES:
@@ -85,7 +73,7 @@ def fvd(
 ) -> float:
     """FVD between two sets of videos ``[N, T, H, W, 3]`` in 0..1 (>= 2 videos each; N >= 400 is sound)."""
     for name, v in (("videos_a", videos_a), ("videos_b", videos_b)):
-        check_videos(v, name)
+        check_frames(v, name, batched=True)
         if v.shape[0] < 2:
             raise ValueError(f"{name} holds N={v.shape[0]} video(s); FVD needs at least 2 per set")
     model = model if model is not None else load_i3d()

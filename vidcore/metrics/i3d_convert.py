@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from vidcore.io.checkpoint import load_into, save_checkpoint
-from vidcore.metrics.i3d import I3D, I3D_KIND, MIXED, I3DConfig, default_i3d_path
+from vidcore.metrics.i3d_model import I3D, I3D_KIND, MIXED, I3DConfig, default_i3d_path
 
 CKPT_RELPATH = ("weights", "i3d-kinetics-400.ckpt")
 CKPT_MD5 = "a8bceaea5a44bc614bf2bb9965d2f81d"

@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from vidcore.io.checkpoint import atomic_target
+from vidcore.io.atomic import check_target, write_bytes
 
 # A 3x5 pixel font: each glyph is five rows of three bits, enough to label the panels and their ranges.
 _FONT = {
@@ -150,15 +149,5 @@ def png_bytes(img: np.ndarray) -> bytes:
 
 def save_curves_png(path: str | os.PathLike, curves: dict[str, list[float]], overwrite: bool = False) -> Path:
     """Render ``curves`` and write them to ``path`` as PNG (atomically; refuses to overwrite unless asked)."""
-    path = atomic_target(path, overwrite)
-    data = png_bytes(render_curves(curves))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    check_target(path, overwrite)  # before rendering
+    return write_bytes(path, png_bytes(render_curves(curves)), overwrite)

@@ -10,9 +10,9 @@ import torch
 from torch import Tensor
 
 from vidcore.flow.estimate import DEFAULT_METHOD, METHODS
+from vidcore.io.frames import check_frames
 from vidcore.metrics.temporal import (
     adjacent_cosine,
-    check_frames,
     flicker_per_pair,
     flow_motion_scores,
     is_dynamic,

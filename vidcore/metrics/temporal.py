@@ -12,6 +12,7 @@ from torch import Tensor
 
 from vidcore.flow.estimate import DEFAULT_METHOD, estimate_flow, gaussian_blur
 from vidcore.flow.losses import warp_residual
+from vidcore.io.frames import check_frames
 
 
 def _check_features(features: Tensor) -> Tensor:
@@ -24,23 +25,6 @@ def _check_features(features: Tensor) -> Tensor:
             f"features hold T={features.shape[-2]} frame(s); temporal consistency needs at least 2"
         )
     return features.to(torch.float64)
-
-
-def check_frames(frames: Tensor, name: str = "frames", min_frames: int = 1) -> None:
-    """Raise unless ``frames`` is a floating ``[T, H, W, 3]`` tensor in 0..1 with >= ``min_frames`` frames."""
-    if not isinstance(frames, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor [T, H, W, 3], got {type(frames).__name__}")
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"{name} must be [T, H, W, 3] frames in 0..1, got shape {tuple(frames.shape)}")
-    if not frames.is_floating_point():
-        raise TypeError(f"{name} must be a floating tensor in 0..1, got dtype {frames.dtype}")
-    if frames.shape[0] < min_frames:
-        raise ValueError(
-            f"{name} holds T={frames.shape[0]} frame(s); this metric needs at least {min_frames}"
-        )
-    lo, hi = float(frames.min()), float(frames.max())
-    if lo < -1e-3 or hi > 1 + 1e-3:
-        raise ValueError(f"{name} values must lie in 0..1, got range [{lo:.4g}, {hi:.4g}]")
 
 
 def adjacent_cosine(features: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ..config import ConfigMixin, check_choice, check_positive
 from ..io.checkpoint import load_into, load_state_dict, read_config, save_checkpoint
-from ..ops.attention import attention
+from ..ops.attention import attention, full_attention, spatial_attention, temporal_attention
 from ..ops.embeddings import TimestepEmbedder, sincos_3d
 from ..ops.modulation import AdaLNZero, modulate
 from ..ops.patchify import check_patchable, patchify, unpatchify
@@ -93,20 +93,15 @@ class SelfAttention(nn.Module):
         t, h, w = grid
         q, k, v = rearrange(self.qkv(x), "b l (three n d) -> three b n l d", three=3, n=self.heads)
         q, k = apply_rope(self.q_norm(q), *rope), apply_rope(self.k_norm(k), *rope)
+        # The public video-token helpers (the code bench_attention.py times) take [B, T, H, W, heads, d].
+        q, k, v = (rearrange(z, "b n (t h w) d -> b t h w n d", t=t, h=h, w=w) for z in (q, k, v))
         if pattern == "full":
-            mask = None
-            if causal:
-                frame = torch.arange(t, device=x.device).repeat_interleave(h * w)
-                mask = frame[:, None] >= frame[None, :]  # [L, L] block-causal over frames
-            out = attention(q, k, v, mask=mask)
-            out = rearrange(out, "b n l d -> b l (n d)")
+            out = full_attention(q, k, v, causal=causal)
         elif pattern == "spatial":
-            q, k, v = (rearrange(z, "b n (t s) d -> (b t) n s d", t=t) for z in (q, k, v))
-            out = rearrange(attention(q, k, v), "(b t) n s d -> b (t s) (n d)", t=t)
+            out = spatial_attention(q, k, v)
         else:  # temporal
-            q, k, v = (rearrange(z, "b n (t s) d -> (b s) n t d", t=t) for z in (q, k, v))
-            out = rearrange(attention(q, k, v, causal=causal), "(b s) n t d -> b (t s) (n d)", b=x.shape[0])
-        return self.proj(out)
+            out = temporal_attention(q, k, v, causal=causal)
+        return self.proj(rearrange(out, "b t h w n d -> b (t h w) (n d)"))
 
 
 class CrossAttention(nn.Module):

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from vidcore.config import ConfigMixin, check_choice, check_positive
 from vidcore.io.checkpoint import load_into, load_state_dict, read_config, save_checkpoint
+from vidcore.io.frames import check_video
 from vidcore.models.vae_blocks import (
     CausalConv3d,
     ChannelRMSNorm,
@@ -257,12 +258,7 @@ class CausalVAE3D(nn.Module):
         )
 
     def _check_video(self, video: Tensor) -> Tensor:
-        if not isinstance(video, Tensor):
-            raise TypeError(f"video must be a torch.Tensor [B, 3, T, H, W], got {type(video).__name__}")
-        if not video.is_floating_point():
-            raise TypeError(f"video dtype={video.dtype} must be floating point with values in [-1, 1]")
-        if video.ndim != 5 or video.shape[1] != 3:
-            raise ValueError(f"video shape={tuple(video.shape)} must be [B, 3, T, H, W]")
+        check_video(video)
         self.latent_shape(*video.shape[2:])
         if video.numel() and video.device.type != "meta":
             lo, hi = video.aminmax()

@@ -177,6 +177,8 @@ def attention(
 
 
 # ---- the three patterns over video tokens [B, T, H, W, heads, head_dim] ---------------------------------
+# What SpacetimeDiT's self-attention runs ("full" layout: full_attention; "factorized": spatial then
+# temporal), so the attention benchmarks time the model's own code path.
 
 
 def _check_video(q: Tensor, name: str) -> None:
@@ -184,12 +186,22 @@ def _check_video(q: Tensor, name: str) -> None:
         raise ValueError(f"{name} expects video tokens [B, T, H, W, heads, head_dim], got {tuple(q.shape)}")
 
 
-def full_attention(q: Tensor, k: Tensor, v: Tensor, backend: str | None = None) -> Tensor:
-    """Every token attends to every token of the clip: cost O((T·H·W)²)."""
+def full_attention(
+    q: Tensor, k: Tensor, v: Tensor, causal: bool = False, backend: str | None = None
+) -> Tensor:
+    """Every token attends to every token of the clip: cost O((T·H·W)²).
+
+    ``causal``: block-causal over frames, a token of frame i attends to every token of frames <= i.
+    Apply RoPE (or any other position encoding) to ``q``/``k`` before the call.
+    """
     _check_video(q, "full_attention")
     b, t, h, w, _, _ = q.shape
     seq = [rearrange(x, "b t h w n d -> b n (t h w) d") for x in (q, k, v)]
-    out = attention(*seq, backend=backend)
+    mask = None
+    if causal:
+        frame = torch.arange(t, device=q.device).repeat_interleave(h * w)
+        mask = frame[:, None] >= frame[None, :]  # [L, L] keep-mask, tokens t-major as in `seq`
+    out = attention(*seq, mask=mask, backend=backend)
     return rearrange(out, "b n (t h w) d -> b t h w n d", t=t, h=h, w=w)
 
 
@@ -205,7 +217,7 @@ def spatial_attention(q: Tensor, k: Tensor, v: Tensor, backend: str | None = Non
 def temporal_attention(
     q: Tensor, k: Tensor, v: Tensor, causal: bool = False, backend: str | None = None
 ) -> Tensor:
-    """Each spatial position attends across frames (optionally only to earlier frames)."""
+    """Each spatial position attends across frames (``causal``: only to its own and earlier frames)."""
     _check_video(q, "temporal_attention")
     b, t, h, w, _, _ = q.shape
     seq = [rearrange(x, "b t h w n d -> (b h w) n t d") for x in (q, k, v)]

@@ -2,8 +2,9 @@
 
 Convention: denoisers are callables ``model(x, sigma, **extra_args) -> velocity`` (v = eps - x0 for
 x_s = (1 - s) x0 + s eps; sigma a float32 tensor [B]); samplers are pure functions of the k-diffusion
-shape ``sample_x(model, x, sigmas, extra_args=None, callback=None, disable=None)``. A callback gets a
-dict after every step and cancels sampling by raising; see vidcore.sampling.loop.
+shape ``sample_x(model, x, sigmas, extra_args=None, callback=None, disable=None, generator=None)``. A
+callback gets a dict after every step and cancels sampling by raising; see vidcore.sampling.loop.
+Registries: ``SAMPLERS`` (name -> sampler) and ``SCHEDULES`` (name -> description).
 """
 
 from .ddpm import (
@@ -38,11 +39,13 @@ from .pyramidal import (
     renoise_coefficients,
     sample_block_noise,
     sample_pyramidal,
+    split_steps,
     stage_sigmas,
     upsample_nearest,
 )
 from .samplers import SAMPLERS, ancestral_noise_std, sample_euler, sample_euler_ancestral, sample_heun
 from .schedules import (
+    SCHEDULES,
     dynamic_shift_mu,
     dynamic_sigmas,
     linear_sigmas,
@@ -53,6 +56,7 @@ from .schedules import (
 
 __all__ = [
     "SAMPLERS",
+    "SCHEDULES",
     "CFGDenoiser",
     "VELOCITY_KINDS",
     "PyramidStage",
@@ -85,6 +89,7 @@ __all__ = [
     "sample_heun",
     "sample_pyramidal",
     "shifted_sigmas",
+    "split_steps",
     "stage_sigmas",
     "stretch_to_terminal",
     "time_shift",

@@ -1,4 +1,4 @@
-"""The lecture's discrete diffusion: DDPM forward process (Ho et al. 2020), DDIM sampling (Song et al. 2021).
+"""Discrete diffusion: DDPM forward process (Ho et al. 2020), DDIM sampling (Song et al. 2021).
 
 Here the model predicts NOISE: ``model(x_t, t, **extra_args) -> eps`` with ``t`` an int64 tensor [B] of
 training timesteps in [0, T). This is separate from the flow-matching samplers (velocity models).

@@ -2,8 +2,8 @@
 
 Two spellings of the same combination (both linear, so they hold for velocity, eps or x0 predictions):
 
-    lecture form:   pred = (1 + w) * pred_c - w * pred_u
-    usual scale g:  pred = pred_u + g * (pred_c - pred_u)          with g = 1 + w
+    Ho & Salimans (2022), Eq. 6:   pred = (1 + w) * pred_c - w * pred_u
+    usual scale g:                 pred = pred_u + g * (pred_c - pred_u)          with g = 1 + w
 
 so g = 1 (w = 0) is the plain conditional prediction and g = 0 (w = -1) the unconditional one.
 """

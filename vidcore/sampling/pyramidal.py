@@ -95,6 +95,14 @@ def pyramid_stages(
     return tuple(stages)
 
 
+def split_steps(steps: int, stages: int) -> list[int]:
+    """Split a total step budget over pyramid stages, the remainder going to the earliest (cheapest) ones."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < stages:
+        raise ValueError(f"steps={steps!r} must be an integer >= the number of pyramid stages ({stages})")
+    base, extra = divmod(steps, stages)
+    return [base + (1 if k < extra else 0) for k in range(stages)]
+
+
 def stage_sigmas(
     stage: PyramidStage, steps: int, velocity: str = "local", num_train_timesteps: int = 1000
 ) -> tuple[Tensor, Tensor]:

@@ -5,7 +5,8 @@ for the path x_s = (1 - s) x0 + s eps; see vidcore.sampling.flow. The flow ODE i
 et al. (2022)'s d = (x - D(x)) / sigma is exactly v here. ``sigmas`` is a schedule from
 vidcore.sampling.schedules (N + 1 values, noise -> 0). The state keeps the dtype of ``x``: pass float32
 latents (the model may compute in lower precision inside). Callback / cancel / progress contract: see
-vidcore.sampling.loop.
+vidcore.sampling.loop. Every sampler takes ``generator`` (keyword): the stochastic ones draw their fresh
+noise from it, the deterministic ones accept and ignore it, so callers never inspect signatures.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def sample_euler(
     extra_args: dict[str, Any] | None = None,
     callback: Callback | None = None,
     disable: bool | None = None,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
     """Euler steps of the flow ODE dx/ds = v (Karras et al. 2022, Algorithm 2 without churn)."""
     sig = check_sigmas(sigmas)
@@ -49,6 +51,7 @@ def sample_heun(
     extra_args: dict[str, Any] | None = None,
     callback: Callback | None = None,
     disable: bool | None = None,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
     """Heun's second-order method on the flow ODE (Karras et al. 2022, Algorithm 1); the step to
     sigma = 0 is a plain Euler step. Costs 2 model calls per step except the last."""
@@ -119,4 +122,6 @@ def sample_euler_ancestral(
     return x
 
 
+# The sampler registry: name -> sampler. Every entry has the signature
+# (model, x, sigmas, extra_args=None, callback=None, disable=None, generator=None) -> x.
 SAMPLERS = {"euler": sample_euler, "heun": sample_heun, "euler_ancestral": sample_euler_ancestral}

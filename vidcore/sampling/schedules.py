@@ -18,6 +18,14 @@ LTX_BASE_SEQ_LEN = 1024
 LTX_MAX_SEQ_LEN = 4096
 LTX_SHIFT_TERMINAL = 0.1
 
+# The schedule registry: name -> what it does (CLI help, node tooltips). Families declare in their
+# capabilities which of these they run; "flow" is their own sigma schedule (shifted for vidcore models,
+# resolution-dependent for LTX-Video) integrated by any registered sampler.
+SCHEDULES = {
+    "flow": "one flow-matching sigma schedule at full resolution, integrated by the chosen sampler",
+    "pyramidal": "pyramidal flow matching (Jin et al. 2024): early steps at low resolution, Euler per stage",
+}
+
 
 def _check_steps(n: int) -> None:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:

@@ -10,39 +10,22 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from vidcore.devices import DTYPES, resolve_device, resolve_dtype
+
 logger = logging.getLogger(__name__)
 
 PADDINGS = ("max_length", "longest")
-DTYPES = {
-    "fp32": torch.float32,
-    "float32": torch.float32,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-}
-
-
-def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
-    """Map None / "fp32" / "fp16" / "bf16" / a floating torch.dtype to a torch.dtype (None -> float32)."""
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, torch.dtype):
-        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            raise ValueError(f"dtype={dtype} must be one of torch.float32, torch.float16, torch.bfloat16")
-        return dtype
-    if isinstance(dtype, str) and dtype.lower() in DTYPES:
-        return DTYPES[dtype.lower()]
-    raise ValueError(f"dtype={dtype!r} must be None, a torch dtype or one of {sorted(DTYPES)}")
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """None -> cpu; the library never picks an accelerator on its own (the host layer does)."""
-    if device is None:
-        return torch.device("cpu")
-    if isinstance(device, (str, torch.device)):
-        return torch.device(device)
-    raise TypeError(f"device={device!r} must be None, a str or a torch.device, got {type(device).__name__}")
+# DTYPES, resolve_device and resolve_dtype live in vidcore.devices; they stay importable from here.
+__all__ = [
+    "DTYPES",
+    "PADDINGS",
+    "TextEncoder",
+    "check_prompts",
+    "l2_normalize",
+    "masked_mean",
+    "resolve_device",
+    "resolve_dtype",
+]
 
 
 def check_prompts(prompts: Any) -> list[str]:
@@ -122,6 +105,11 @@ class TextEncoder(ABC):
         self.source = source
         self.model_calls = 0  # forward passes actually run (the cache skips them)
         self._cache: OrderedDict[str, tuple[Tensor, int, Tensor]] = OrderedDict()
+
+    def components(self) -> dict[str, torch.nn.Module]:
+        """The torch modules this handle runs (what a host such as ComfyUI moves between devices
+        and frees)."""
+        return {"text_encoder": self.model}
 
     @property
     def device(self) -> torch.device:

@@ -9,26 +9,22 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from vidcore.text.base import TextEncoder, resolve_device, resolve_dtype
+from vidcore.devices import resolve_device, resolve_dtype
+from vidcore.text.base import TextEncoder
 from vidcore.text.encoders import BertTextEncoder, CLIPTextEncoder, T5TextEncoder
+from vidcore.text.files import (
+    TOKENIZER_FILES,
+    folder_listing,
+    has_tokenizer,
+    load_tokenizer,
+    tokenizer_options,
+)
 
 MODEL_TYPES = ("t5", "umt5", "clip", "clip_text_model", "bert")
 BUILTINS = ("minilm",)
-# Any one of these makes a usable tokenizer for the family (tokenizer.json is what transformers 5 prefers).
-TOKENIZER_FILES = {
-    "t5": (("tokenizer.json",), ("spiece.model",)),
-    "umt5": (("tokenizer.json",), ("spiece.model",)),
-    "clip": (("tokenizer.json",), ("vocab.json", "merges.txt")),
-    "clip_text_model": (("tokenizer.json",), ("vocab.json", "merges.txt")),
-    "bert": (("tokenizer.json",), ("vocab.txt",)),
-    # SmolVLM2 captioner folders (vidcore.caption) are checked with the same function.
-    "smolvlm": (("tokenizer.json",),),
-    "idefics3": (("tokenizer.json",),),
-}
 
 
 @dataclass(frozen=True)
@@ -39,11 +35,6 @@ class FolderInfo:
     model_type: str
     architectures: tuple[str, ...]
     weight_keys: frozenset[str]
-
-
-def _listing(folder: Path) -> str:
-    names = sorted(p.name for p in folder.iterdir())
-    return ", ".join(names[:12]) + (f", ... ({len(names)} entries)" if len(names) > 12 else "") or "nothing"
 
 
 def safetensors_keys(folder: Path) -> tuple[list[str], list[str]]:
@@ -75,14 +66,6 @@ def safetensors_keys(folder: Path) -> tuple[list[str], list[str]]:
     return [], ["model.safetensors (or model.safetensors.index.json with its shards)"]
 
 
-def _has_tokenizer(folder: Path, model_type: str) -> bool:
-    return any(all((folder / n).is_file() for n in names) for names in TOKENIZER_FILES[model_type])
-
-
-def _tokenizer_options(model_type: str) -> str:
-    return " or ".join(" + ".join(names) for names in TOKENIZER_FILES[model_type])
-
-
 def inspect_folder(
     folder: str | os.PathLike,
     expected: tuple[str, ...] = MODEL_TYPES,
@@ -101,7 +84,7 @@ def inspect_folder(
     if not config_path.is_file():
         raise FileNotFoundError(
             f"{str(folder)!r} is missing config.json, so it is not a transformers model folder "
-            f"(found: {_listing(folder)})"
+            f"(found: {folder_listing(folder)})"
         )
     config = json.loads(config_path.read_text())
     model_type = str(config.get("model_type", ""))
@@ -116,17 +99,17 @@ def inspect_folder(
         tok_dir = Path(tokenizer_folder)
         if not tok_dir.is_dir():
             raise FileNotFoundError(f"tokenizer_path {str(tok_dir)!r} is not a folder")
-        if model_type in TOKENIZER_FILES and not _has_tokenizer(tok_dir, model_type):
+        if model_type in TOKENIZER_FILES and not has_tokenizer(tok_dir, model_type):
             raise FileNotFoundError(
                 f"tokenizer_path {str(tok_dir)!r} is missing tokenizer files "
-                f"({_tokenizer_options(model_type)}) for the {model_type!r} model in {str(folder)!r} "
-                f"(found: {_listing(tok_dir)})"
+                f"({tokenizer_options(model_type)}) for the {model_type!r} model in {str(folder)!r} "
+                f"(found: {folder_listing(tok_dir)})"
             )
-    elif model_type in TOKENIZER_FILES and not _has_tokenizer(folder, model_type):
-        missing.append(f"tokenizer files ({_tokenizer_options(model_type)})")
+    elif model_type in TOKENIZER_FILES and not has_tokenizer(folder, model_type):
+        missing.append(f"tokenizer files ({tokenizer_options(model_type)})")
     if missing:
         raise FileNotFoundError(
-            f"{str(folder)!r} is missing {'; '.join(missing)} (found: {_listing(folder)})"
+            f"{str(folder)!r} is missing {'; '.join(missing)} (found: {folder_listing(folder)})"
         )
     return FolderInfo(folder, model_type, architectures, frozenset(keys))
 
@@ -152,12 +135,6 @@ def _sentence_max_length(folder: Path) -> int | None:
         value = json.loads(path.read_text()).get("max_seq_length")
         return int(value) if value else None
     return None
-
-
-def _load_tokenizer(folder: Path) -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
 
 
 def load_text_encoder(
@@ -253,7 +230,7 @@ def _load_folder(
         limit = model.config.max_position_embeddings
         default_len = _sentence_max_length(folder) or min(512, limit)
         encoder_cls, dim = BertTextEncoder, model.config.hidden_size
-    tokenizer = _load_tokenizer(folder if tokenizer_folder is None else tokenizer_folder)
+    tokenizer = load_tokenizer(folder if tokenizer_folder is None else tokenizer_folder)
     if options["max_length"] is None and default_len is not None:
         options = {**options, "max_length": default_len}
     return encoder_cls(model.to(device), tokenizer, dim=dim, position_limit=limit, source=source, **options)

@@ -16,6 +16,7 @@ import torch
 
 from vidcore.text.base import TextEncoder
 from vidcore.text.encoders import T5TextEncoder
+from vidcore.text.files import folder_listing, has_tokenizer, load_tokenizer, tokenizer_options
 
 _FINAL_NORM = "encoder.final_layer_norm.weight"
 
@@ -119,17 +120,16 @@ def load_t5_single_file(
     import transformers
 
     from vidcore.io.checkpoint import load_into
-    from vidcore.text.loading import TOKENIZER_FILES, _listing, _load_tokenizer
 
     if path.suffix not in (".safetensors", ".sft"):
         raise ValueError(f"{str(path)!r} must be a .safetensors file (nothing is unpickled)")
     tok_dir = Path(tokenizer_path)
     if not tok_dir.is_dir():
         raise FileNotFoundError(f"tokenizer_path {str(tok_dir)!r} is not a folder")
-    if not any(all((tok_dir / n).is_file() for n in names) for names in TOKENIZER_FILES["t5"]):
+    if not has_tokenizer(tok_dir, "t5"):
         raise FileNotFoundError(
-            f"tokenizer_path {str(tok_dir)!r} is missing tokenizer.json (or spiece.model) "
-            f"(found: {_listing(tok_dir)})"
+            f"tokenizer_path {str(tok_dir)!r} is missing tokenizer files ({tokenizer_options('t5')}) "
+            f"(found: {folder_listing(tok_dir)})"
         )
     model_type, prefix, cfg = detect_t5_checkpoint(_shapes(path), source=repr(str(path)))
     if model_type == "umt5":
@@ -141,5 +141,5 @@ def load_t5_single_file(
     state = _read_state(path, prefix, dtype)
     load_into(model, state, device=device, source=repr(str(path)))
     model.encoder.embed_tokens = model.shared  # one tied embedding, as from_pretrained builds it
-    tokenizer = _load_tokenizer(tok_dir)
+    tokenizer = load_tokenizer(tok_dir)
     return T5TextEncoder(model, tokenizer, dim=config.d_model, source=str(path), **options)

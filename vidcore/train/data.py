@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-from einops import rearrange
 from torch import Tensor
 
+from vidcore.io.frames import video_to_frames
 from vidcore.train.captions import COLOURS, DIRECTIONS, SHAPES, SPLITS, caption_for
 
 # Fixed palette in linear 0..1 RGB; hues are well apart (red 0, orange ~31, yellow ~57, green ~125,
@@ -288,12 +288,8 @@ def render(specs: list[ShapeVideoSpec], num_frames: int = 17, height: int = 64, 
     return torch.addcmul(bg, colour * 2.0 - 1.0 - bg, alpha[:, None])
 
 
-def to_frames(video: Tensor) -> Tensor:
-    """Internal video ``[B, 3, T, H, W]`` in [-1, 1] -> public frames ``[B, T, H, W, 3]`` in [0, 1]."""
-    if not isinstance(video, Tensor) or video.ndim != 5 or video.shape[1] != 3:
-        shape = tuple(video.shape) if isinstance(video, Tensor) else type(video).__name__
-        raise ValueError(f"video must be a [B, 3, T, H, W] tensor, got {shape}")
-    return rearrange((video.float() + 1.0) * 0.5, "b c t h w -> b t h w c").clamp(0.0, 1.0)
+# Internal video [B, 3, T, H, W] in [-1, 1] -> public frames [B, T, H, W, 3] in [0, 1] (the one conversion).
+to_frames = video_to_frames
 
 
 class ShapeVideoDataset:

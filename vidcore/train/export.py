@@ -10,12 +10,12 @@ import argparse
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from ..io.atomic import atomic_folder
 from ..models.dit import SpacetimeDiT
 from ..models.vae import CausalVAE3D
-from ..pipeline import PIPELINE_FILE, PipelineConfig
+from ..pipelines.builtin import PIPELINE_FILE, PipelineConfig
 
 
 def export_model(
@@ -34,22 +34,13 @@ def export_model(
             f"DiT in_channels={dit.config.in_channels}"
         )
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{str(out)!r} exists; pass overwrite=True to replace it")
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"output folder {str(out.parent)!r} does not exist")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    old: Path | None = None
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp makes 0700: a model folder must be readable by other users
+    # The whole folder is swapped at once, so a reader never sees a new VAE beside an old DiT.
+    with atomic_folder(out, overwrite) as tmp:
         shutil.copyfile(vae_path, tmp / "vae.safetensors")
         shutil.copyfile(dit_path, tmp / "dit.safetensors")
         (tmp / PIPELINE_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-        for name in ("vae.safetensors", "dit.safetensors", PIPELINE_FILE):
-            os.chmod(tmp / name, 0o644)
-        if out.exists():
-            # Swap whole folders, so a reader never sees a new VAE beside an old DiT. Other files in
-            # the old folder (e.g. a model card) are copied over first.
+        if out.is_dir():
+            # Other files of the old folder (e.g. a model card) carry over.
             for extra in out.iterdir():
                 if (tmp / extra.name).exists():
                     continue
@@ -57,16 +48,6 @@ def export_model(
                     shutil.copytree(extra, tmp / extra.name)
                 else:
                     shutil.copy2(extra, tmp / extra.name)
-            old = out.with_name(f".{out.name}.old.{os.getpid()}")
-            os.replace(out, old)
-        os.replace(tmp, out)
-    except BaseException:
-        if old is not None and not out.exists():
-            os.replace(old, out)
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old)
     return out
 
 

@@ -1,10 +1,12 @@
 """VAE and DiT training on procedural shape videos: AdamW, EMA, gradient clipping, resumable state,
-periodic samples, a progress bar with the loss. ``vidcore train {vae,dit} --config FILE``.
+a progress bar with the loss and a line of mean losses every ``log_every`` steps.
+``vidcore train {vae,dit} --config FILE``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
@@ -21,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ConfigMixin, check_choice, check_positive
+from ..io.atomic import write_text
 from ..io.checkpoint import save_checkpoint
 from ..models.dit import DiTConfig, SpacetimeDiT
 from ..models.vae import VAE_KIND, CausalVAE3D, VAEConfig
@@ -28,6 +31,8 @@ from ..sampling.flow import add_noise, velocity_target
 from ..sampling.pyramidal import latent_pyramid
 from .data import ShapeVideoDataset
 from .state import EMA, load_training_state, save_training_state
+
+logger = logging.getLogger("vidcore")
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 STATE_FILE = "state.safetensors"
@@ -49,9 +54,8 @@ class TrainConfig(ConfigMixin):
     grad_clip: float = 1.0
     seed: int = 0
     threads: int = 2
-    log_every: int = 10
+    log_every: int = 10  # steps between loss lines sent to the trainer's `log` (means since the last line)
     ckpt_every: int = 200
-    sample_every: int = 1000
     num_frames: int = 17
     height: int = 64
     width: int = 64
@@ -74,7 +78,7 @@ class TrainConfig(ConfigMixin):
 
     def __post_init__(self) -> None:
         check_choice("TrainConfig.kind", self.kind, ("vae", "dit"))
-        for name in ("steps", "batch_size", "lr", "log_every", "ckpt_every", "sample_every", "threads"):
+        for name in ("steps", "batch_size", "lr", "log_every", "ckpt_every", "threads"):
             check_positive(f"TrainConfig.{name}", getattr(self, name))
         if not 0 <= self.caption_dropout < 1 or not 0 <= self.lowres_prob < 1:
             raise ValueError(
@@ -113,9 +117,21 @@ def resolve_config_path(path_or_name: str | Path) -> Path:
     raise FileNotFoundError(f"training config {str(path_or_name)!r} not found (shipped configs: {names})")
 
 
+# Keys that older TrainConfigs had and that never changed a run. Run folders written before their removal
+# keep them in config.json; loading such a file drops them with a warning instead of refusing it.
+RETIRED_KEYS = {
+    "sample_every": "it never wrote samples; sample the exported checkpoint with `vidcore generate`"
+}
+
+
 def load_train_config(path_or_name: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    data = json.loads(resolve_config_path(path_or_name).read_text())
+    """TrainConfig from a JSON file or shipped config name; unknown keys raise, retired ones are dropped."""
+    path = resolve_config_path(path_or_name)
+    data = json.loads(path.read_text())
     data.update(overrides or {})
+    for key in sorted(RETIRED_KEYS.keys() & data.keys()):
+        logger.warning("%s: ignoring retired TrainConfig key %r (%s)", path, key, RETIRED_KEYS[key])
+        del data[key]
     return TrainConfig.from_dict(data)
 
 
@@ -222,7 +238,7 @@ class Run:
         self.out = Path(cfg.out_dir)
         if rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+            write_text(self.out / "config.json", json.dumps(cfg.to_dict(), indent=2), overwrite=True)
         self.ema = EMA(model, cfg.ema_decay)
         decay, no_decay = [], []
         for name, p in model.named_parameters():
@@ -261,6 +277,22 @@ class Run:
         self.ema.update(self.model, self.step)
         self.step += 1
         return float(norm)
+
+    def record(self, parts: dict[str, float]) -> None:
+        """Append this step's numbers to the history; every ``log_every`` steps log their means since the
+        last line (rank 0 only; the progress bar shows the latest step's loss)."""
+        self.history.append({"step": self.step, **parts})
+        if self.rank != 0 or self.step % self.cfg.log_every:
+            return
+        # This window's entries only: a resumed run's history may end before the window starts (and was
+        # perhaps written by a trainer that recorded other numbers).
+        window = self.history[-self.cfg.log_every :]
+        recent = [
+            h for h in window if h["step"] > self.step - self.cfg.log_every and parts.keys() <= h.keys()
+        ]
+        text = ", ".join(f"{k} {sum(h[k] for h in recent) / len(recent):.4g}" for k in parts)
+        lr = lr_at(self.step - 1, self.cfg)  # the rate of the step just taken
+        self.log(f"step {self.step}/{self.cfg.steps}: {text} (mean of {len(recent)} steps), lr {lr:.3g}")
 
     def checkpoint(self, extra: dict[str, Any] | None = None) -> None:
         if self.rank != 0:
@@ -310,7 +342,7 @@ def train_vae(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
         recon, post = model(video, sample=True, generator=gen)
         loss, parts = vae_loss(recon, video, post.kl(), cfg)
         parts["loss"], parts["grad_norm"] = loss.item(), run.optimise(loss)
-        run.history.append({"step": run.step, **parts})
+        run.record(parts)
         bar.update(1)
         bar.set_postfix(loss=f"{parts['loss']:.4f}", rec=f"{parts['rec']:.4f}")
         if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps:
@@ -547,7 +579,7 @@ def _train_dit_worker(rank: int, cfg: TrainConfig, world: int, log: Callable[[st
             "grad_norm": run.optimise(loss),
             "lowres": float(scale[1] > 1),
         }
-        run.history.append({"step": run.step, **parts})
+        run.record(parts)
         bar.update(1)
         bar.set_postfix(loss=f"{parts['loss']:.4f}")
         if (run.step % cfg.ckpt_every == 0 or run.step == cfg.steps) and rank == 0:

@@ -1,4 +1,4 @@
-"""LTX-Video (Lightricks) transformer, causal VAE, checkpoint loading and text-to-video pipeline."""
+"""LTX-Video (Lightricks) transformer, causal VAE and checkpoint loading (pipeline: vidcore.pipelines.ltx)."""
 
 from .config import (
     LTXTransformerConfig,
@@ -16,7 +16,6 @@ from .loading import (
     load_ltx_transformer,
     load_ltx_vae,
 )
-from .pipeline import LTXPipeline, check_ltx_size
 from .transformer import LTXVideoTransformer, pack_latents, unpack_latents
 from .vae import LTXVideoVAE
 
@@ -24,12 +23,10 @@ __all__ = [
     "LTXLayout",
     "LTXLayoutError",
     "LTXModels",
-    "LTXPipeline",
     "LTXTransformerConfig",
     "LTXVAEConfig",
     "LTXVideoTransformer",
     "LTXVideoVAE",
-    "check_ltx_size",
     "detect_ltx_layout",
     "load_ltx",
     "load_ltx_transformer",

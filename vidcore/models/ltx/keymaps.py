@@ -1,4 +1,5 @@
-"""Key maps between the original Lightricks single-file layout and vidcore's (= diffusers') names (§10).
+"""Key maps between the original Lightricks single-file layout and vidcore's (= diffusers') names, the
+renames of diffusers src/diffusers/loaders/single_file_utils.py (convert_ltx_*_checkpoint_to_diffusers).
 
 Block indices are parsed and mapped directly instead of diffusers' chained substring replacements.
 """

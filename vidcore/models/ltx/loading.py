@@ -172,25 +172,35 @@ def _vae_layout_of(names: set[str]) -> str:
     return "0.9.0"
 
 
+def _metadata_config(metadata: dict[str, str] | None, source: str) -> dict[str, Any]:
+    """The JSON ``config`` entry of a file's metadata ({} when absent); only the transformer reads it."""
+    if not metadata or "config" not in metadata:
+        return {}
+    try:
+        return json.loads(metadata["config"])
+    except json.JSONDecodeError as e:
+        raise LTXLayoutError(f"{source}: metadata 'config' is not valid JSON ({e})") from e
+
+
 def detect_ltx_layout(
     shapes: dict[str, tuple[int, ...]],
     metadata: dict[str, str] | None = None,
     num_attention_heads: int | None = None,
     source: str = "checkpoint",
+    components: tuple[str, ...] = ("transformer", "vae"),
 ) -> LTXLayout:
     """Decide layout (original / diffusers), version and configs of an LTX state dict from its key shapes.
 
     Version rules (first match wins): 48 transformer blocks -> 0.9.7; a space-to-depth VAE encoder -> 0.9.5;
     a timestep-conditioned VAE decoder -> 0.9.1; a VAE otherwise -> 0.9.0. The number of attention heads is
     not visible in shapes: ``num_attention_heads`` > metadata ``config.transformer`` > 32.
+    ``components``: the configs to build. A part left out is only located (its key prefix, to route keys),
+    so reading the VAE never depends on the transformer's keys, head count or metadata, and vice versa.
     """
+    for c in components:
+        if c not in ("transformer", "vae"):
+            raise ValueError(f"components={components!r}: each must be 'transformer' or 'vae'")
     keys = set(shapes)
-    meta_cfg: dict[str, Any] = {}
-    if metadata and "config" in metadata:
-        try:
-            meta_cfg = json.loads(metadata["config"])
-        except json.JSONDecodeError as e:
-            raise LTXLayoutError(f"{source}: metadata 'config' is not valid JSON ({e})") from e
 
     original = bool(keys & set(_ORIGINAL_MARKERS)) or any(".res_blocks." in k for k in keys)
     original = original or any(k.startswith(("vae.", "per_channel_statistics.")) for k in keys)
@@ -220,17 +230,20 @@ def detect_ltx_layout(
     t_cfg = v_cfg = None
     v_layout = None
     ignored: list[str] = []
+    t_layers = 0
     if t_prefix is not None:
         t_shapes = {}
         for k, v in shapes.items():
             if k.startswith(t_prefix):
                 t_shapes[transformer_key_from_original(k) if original else k[len(t_prefix) :]] = v
+        t_layers = _count(t_shapes, r"transformer_blocks\.(\d+)\.")
+    if t_prefix is not None and "transformer" in components:
         needed = ("proj_in.weight", "proj_out.weight", "caption_projection.linear_1.weight")
         needed += ("transformer_blocks.0.attn2.to_k.weight",)
         absent = [n for n in needed if n not in t_shapes]
         if absent:
             raise LTXLayoutError(f"{source}: LTX transformer keys missing: {absent}")
-        t_cfg = _transformer_config(t_shapes, meta_cfg, num_attention_heads)
+        t_cfg = _transformer_config(t_shapes, _metadata_config(metadata, source), num_attention_heads)
     if v_prefix is not None:
         v_names = {k[len(v_prefix) :] for k in keys if k.startswith(v_prefix)}
         v_layout = _vae_layout_of(v_names)
@@ -243,6 +256,7 @@ def detect_ltx_layout(
                 ignored.append(k)
             else:
                 v_shapes[name] = v
+    if v_prefix is not None and "vae" in components:
         needed = (
             "encoder.conv_in.conv.weight",
             "decoder.conv_in.conv.weight",
@@ -260,7 +274,7 @@ def detect_ltx_layout(
         ignored += sorted(k for k in keys if not k.startswith(known))
 
     version = None
-    if t_cfg is not None and t_cfg.num_layers == 48:
+    if t_layers == 48:
         version = "0.9.7"
     elif v_layout is not None:
         version = v_layout
@@ -343,9 +357,18 @@ def _component_config(folder: Path) -> dict[str, Any]:
 
 
 def _load_component_folder(
-    folder: Path, want: str, dtype: torch.dtype | None, device: str | torch.device, heads: int | None
+    folder: Path,
+    want: str,
+    dtype: torch.dtype | None,
+    device: str | torch.device,
+    num_attention_heads: int | None = None,
 ) -> Any:
-    """Load ``want`` ("transformer" or "vae") from a diffusers component folder."""
+    """Load ``want`` ("transformer" or "vae") from a diffusers component folder.
+
+    A folder's config.json states the transformer's head count, so ``num_attention_heads`` (the override
+    for single files, whose head count is in no shape) may only repeat it: a different count would split
+    the same weights into other heads and silently compute another model.
+    """
     data = _component_config(folder)
     files = _weight_files(folder)
     name = data.get("_class_name", "")
@@ -356,13 +379,19 @@ def _load_component_folder(
                 f"{source}/config.json holds a {name!r}, expected LTXVideoTransformer3DModel"
             )
         cfg = LTXTransformerConfig.from_diffusers(data)
+        if num_attention_heads is not None and num_attention_heads != cfg.num_attention_heads:
+            raise LTXLayoutError(
+                f"{source}/config.json has num_attention_heads={cfg.num_attention_heads}, but "
+                f"num_attention_heads={num_attention_heads} was asked for; the override is for single files "
+                "(whose head count is not stored): leave it unset for a diffusers folder"
+            )
         return _build(LTXVideoTransformer, cfg, _stream(files, lambda k: k, dtype, device), source)
     if name == "CausalVideoAutoencoder":
         # Original-format config (a past state of Lightricks/LTX-Video): read the structure from the weights.
         shapes: dict[str, tuple[int, ...]] = {}
         for file in files:
             shapes.update(read_shapes(file)[0])
-        layout = detect_ltx_layout(shapes, source=source)
+        layout = detect_ltx_layout(shapes, source=source, components=("vae",))
         if layout.vae_config is None:
             raise LTXLayoutError(f"{source}: no VAE weights found next to a CausalVideoAutoencoder config")
         return _build(
@@ -407,7 +436,12 @@ def load_ltx(
 ) -> LTXModels:
     """Load an LTX-Video checkpoint: an original single ``.safetensors`` (``model.diffusion_model.*`` +
     ``vae.*``, or either part alone), a diffusers pipeline folder (``transformer/`` + ``vae/``) or one
-    diffusers component folder. ``dtype`` None keeps the stored dtypes. Missing/unexpected keys raise."""
+    diffusers component folder. ``dtype`` None keeps the stored dtypes. Missing/unexpected keys raise.
+
+    ``num_attention_heads`` sets a single file's transformer head count (no shape holds it; default: the
+    file's metadata, then 32); a diffusers folder's config.json states it, so there it may only repeat it.
+    Only the ``components`` asked for are read: the VAE alone loads whatever the transformer part holds.
+    """
     for c in components:
         if c not in ("transformer", "vae"):
             raise ValueError(f"components={components!r}: each must be 'transformer' or 'vae'")
@@ -416,7 +450,7 @@ def load_ltx(
         raise FileNotFoundError(f"LTX checkpoint {str(path)!r} does not exist")
     if path.is_file():
         shapes, metadata = read_shapes(path)
-        layout = detect_ltx_layout(shapes, metadata, num_attention_heads, source=str(path))
+        layout = detect_ltx_layout(shapes, metadata, num_attention_heads, str(path), components)
         if layout.ignored_keys:
             log.info(
                 "%s: ignoring %d non-model keys, e.g. %s",
@@ -449,9 +483,11 @@ def load_ltx(
         subdirs = {kind: path}
     transformer = vae = None
     if "transformer" in components and "transformer" in subdirs:
-        transformer = _load_component_folder(subdirs["transformer"], "transformer", dtype, device, None)
+        transformer = _load_component_folder(
+            subdirs["transformer"], "transformer", dtype, device, num_attention_heads
+        )
     if "vae" in components and "vae" in subdirs:
-        vae = _load_component_folder(subdirs["vae"], "vae", dtype, device, None)
+        vae = _load_component_folder(subdirs["vae"], "vae", dtype, device)
     t_cfg = transformer.config if transformer is not None else None
     v_cfg = vae.config if vae is not None else None
     version = "0.9.7" if t_cfg is not None and t_cfg.num_layers == 48 else None

@@ -1,4 +1,5 @@
-"""LTX-Video transformer (HaCohen et al., 2024, "LTX-Video: Realtime Video Latent Diffusion"), §5-6.
+"""LTX-Video transformer (HaCohen et al., 2024, "LTX-Video: Realtime Video Latent Diffusion",
+arXiv:2501.00103), a port of diffusers src/diffusers/models/transformers/transformer_ltx.py.
 
 Parameter names follow the diffusers layout (``transformer_blocks.N.attn1.to_q`` ...) so a diffusers folder
 loads as is; the original single-file names are mapped in ``loading.py``.
@@ -19,11 +20,14 @@ from vidcore.ops.attention import attention
 
 ROPE_BASE = (20.0, 2048.0, 2048.0)  # (frames, height, width) normalisers of the RoPE grid
 ROPE_THETA = 10000.0
-MASK_BIAS = -10000.0  # the text mask is additive -1e4, not -inf (trap 3)
+# The text mask is an additive -1e4 as in diffusers transformer_ltx.py, not -inf: an all-padding row stays
+# finite (softmax of all -inf is NaN).
+MASK_BIAS = -10000.0
 
 
 def pack_latents(z: Tensor, patch_size: int = 1, patch_size_t: int = 1) -> Tensor:
-    """[B, C, F, H, W] -> [B, F'·H'·W', C·pt·p·p] tokens, f-major then h then w (§4)."""
+    """[B, C, F, H, W] -> [B, F'·H'·W', C·pt·p·p] tokens, f-major then h then w (as diffusers
+    src/diffusers/pipelines/ltx/pipeline_ltx.py, LTXPipeline._pack_latents)."""
     return rearrange(
         z, "b c (f pt) (h ph) (w pw) -> b (f h w) (c pt ph pw)", pt=patch_size_t, ph=patch_size, pw=patch_size
     )
@@ -66,7 +70,8 @@ def rope_grid(
 
 
 def rope_cos_sin(grid: Tensor, dim: int) -> tuple[Tensor, Tensor]:
-    """cos/sin [B, S, dim] of LTX's 3-axis RoPE: freqs (π/2)·θ^(k/(n-1)), angles freq·(2g-1) (§6)."""
+    """cos/sin [B, S, dim] of LTX's 3-axis RoPE: freqs (π/2)·θ^(k/(n-1)), angles freq·(2g-1) (as diffusers
+    transformer_ltx.py, LTXVideoRotaryPosEmbed)."""
     n = dim // 6
     freqs = ROPE_THETA ** torch.linspace(0.0, 1.0, n, dtype=torch.float32, device=grid.device) * (math.pi / 2)
     angles = freqs * (grid.unsqueeze(-1) * 2 - 1)  # [B, S, 3, n]
@@ -197,7 +202,8 @@ class _CaptionProjection(nn.Module):
 
 
 class LTXVideoTransformer(nn.Module):
-    """LTX-Video denoiser: packed latent tokens + T5 states -> velocity tokens (ltx_video.md §5)."""
+    """LTX-Video denoiser: packed latent tokens + T5 states -> velocity tokens (as diffusers
+    LTXVideoTransformer3DModel)."""
 
     def __init__(self, cfg: LTXTransformerConfig) -> None:
         super().__init__()
@@ -272,7 +278,8 @@ class LTXVideoTransformer(nn.Module):
         ctx = self.caption_projection(context)
         for block in self.transformer_blocks:
             x = block(x, ctx, temb, rope, bias)
-        # The final modulation reads e (before time_embed.linear), not temb (trap 4).
+        # The final modulation reads e (before time_embed.linear), not temb, as diffusers transformer_ltx.py
+        # (`scale_shift_table[None, None] + embedded_timestep[:, :, None]`).
         mod = self.scale_shift_table.to(e.dtype)[None, None] + e[:, :, None]
         shift, scale = mod[:, :, 0], mod[:, :, 1]
         x = F.layer_norm(x, (x.shape[-1],), eps=1e-6) * (1 + scale) + shift

@@ -1,4 +1,5 @@
-"""LTX-Video causal video VAE: 32x spatial / 8x temporal, 128 latent channels (ltx_video.md §9, §11)."""
+"""LTX-Video causal video VAE (HaCohen et al., 2024, arXiv:2501.00103): 32x spatial / 8x temporal, 128 latent
+channels; a port of diffusers src/diffusers/models/autoencoders/autoencoder_kl_ltx.py."""
 
 from __future__ import annotations
 
@@ -110,7 +111,8 @@ class LTXVideoDecoder(nn.Module):
         self.scale_shift_table: nn.Parameter | None = None
         self.timestep_scale_multiplier: nn.Parameter | None = None
         if tc:
-            # Learned scalar (init 1000) that maps the decode timestep to the embedding scale (trap 9).
+            # A learned scalar (init 1000), not a constant: it maps the decode timestep to the embedding scale
+            # and comes with the weights (diffusers autoencoder_kl_ltx.py, LTXVideoDecoder3d).
             self.timestep_scale_multiplier = nn.Parameter(torch.tensor(1000.0))
             self.time_embedder = TimestepEmbedding(2 * c_out)
             self.scale_shift_table = nn.Parameter(torch.randn(2, c_out) / math.sqrt(c_out))
@@ -194,7 +196,8 @@ class LTXVideoVAE(nn.Module):
         return mean + torch.exp(0.5 * logvar) * eps
 
     def normalize_latents(self, z: Tensor) -> Tensor:
-        """z_n = (z - mean)·scaling_factor / std, per channel (§9)."""
+        """z_n = (z - mean)·scaling_factor / std, per channel (as diffusers
+        src/diffusers/pipelines/ltx/pipeline_ltx.py, LTXPipeline._normalize_latents)."""
         shape = (1, -1, 1, 1, 1)
         mean, std = self.latents_mean.view(shape).to(z), self.latents_std.view(shape).to(z)
         return (z - mean) * self.config.scaling_factor / std

@@ -1,4 +1,5 @@
-"""Building blocks of LTX-Video's causal video VAE (ltx_video.md §11); diffusers parameter names."""
+"""Building blocks of LTX-Video's causal video VAE, ported from diffusers
+src/diffusers/models/autoencoders/autoencoder_kl_ltx.py (its parameter names)."""
 
 from __future__ import annotations
 

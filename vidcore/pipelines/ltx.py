@@ -1,30 +1,42 @@
-"""LTX-Video text-to-video: T5 embeddings -> flow-matching Euler with CFG -> causal VAE decode (§8, §9).
+"""LTX-Video (Lightricks) text-to-video: T5 embeddings -> flow matching with CFG over LTX's resolution-
+dependent schedule -> causal VAE decode with timestep-conditioned decoding (0.9.1+).
 
-:class:`LTXPipeline` duck-types vidcore's :class:`~vidcore.pipeline.VideoPipeline` (``generate``, ``config``,
-``dit``, ``vae``, ``text_encoder``) so ``load_pipeline`` and ``vidcore generate`` take LTX checkpoints;
-:class:`LTXLatentVAE` gives the LTX VAE vidcore's VAE interface over normalised latents (the ComfyUI nodes).
+Follows diffusers ``src/diffusers/pipelines/ltx/pipeline_ltx.py`` (LTXPipeline) step for step, so the same
+noise gives the same video (tests/test_ltx_pipeline.py checks it). :class:`LTXLatentVAE` gives the LTX VAE
+vidcore's VAE interface over normalised latents (what the transformer sees; the ComfyUI LATENT).
 """
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from vidcore.config import ConfigMixin, check_choice, check_positive
-from vidcore.models.ltx.loading import load_ltx
-from vidcore.models.ltx.transformer import LTXVideoTransformer, pack_latents, unpack_latents
-from vidcore.models.ltx.vae import LTXVideoVAE
-from vidcore.sampling.guidance import CFGDenoiser
-from vidcore.sampling.samplers import SAMPLERS
-from vidcore.sampling.schedules import dynamic_sigmas
+from ..config import ConfigMixin, check_choice, check_positive
+from ..models.ltx.loading import LTXLayoutError, detect_ltx_layout, load_ltx, read_shapes
+from ..models.ltx.transformer import LTXVideoTransformer, pack_latents, unpack_latents
+from ..models.ltx.vae import LTXVideoVAE
+from ..sampling import SAMPLERS
+from ..sampling.flow import Denoiser
+from ..sampling.schedules import dynamic_sigmas
+from ..text.files import has_tokenizer
+from .base import BasePipeline, Capabilities, Family, SamplingOptions
 
-if TYPE_CHECKING:
-    from vidcore.pipeline import TextConditioning
+CAPABILITIES = Capabilities(
+    family="LTX-Video",
+    schedules=("flow",),
+    samplers=tuple(SAMPLERS),
+    fixed_shift=False,
+    external_text_encoder=True,
+    fps_conditioning=True,
+)
+SUFFIXES = (".safetensors", ".sft")
 
 
 class PromptEncoder(Protocol):
@@ -33,7 +45,8 @@ class PromptEncoder(Protocol):
 
 @dataclass(frozen=True)
 class LTXPipelineConfig(ConfigMixin):
-    """Generation defaults of an LTX-Video pipeline (diffusers' LTXPipeline defaults; 25 fps)."""
+    """Generation defaults of an LTX-Video pipeline (diffusers' LTXPipeline defaults; 25 fps) and its
+    decode settings (timestep-conditioned VAEs, 0.9.1+)."""
 
     name: str = "ltx-video"
     num_frames: int = 161
@@ -54,8 +67,8 @@ class LTXPipelineConfig(ConfigMixin):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"LTXPipelineConfig.{name}={value!r} must be a positive integer")
         check_positive("LTXPipelineConfig.fps", self.fps)
-        check_choice("LTXPipelineConfig.schedule", self.schedule, ("flow",))
-        check_choice("LTXPipelineConfig.sampler", self.sampler, tuple(SAMPLERS))
+        check_choice("LTXPipelineConfig.schedule", self.schedule, CAPABILITIES.schedules)
+        check_choice("LTXPipelineConfig.sampler", self.sampler, CAPABILITIES.samplers)
 
 
 def check_ltx_size(
@@ -93,10 +106,7 @@ def ltx_latent_shape(
     width: int,
     pyramid_levels: int = 1,
 ) -> tuple[int, int, int, int]:
-    """Latent ``(C, F', H', W')`` of an LTX clip (what :func:`vidcore.pipeline.check_generation_size` gives
-    for LTX models); raises listing valid sizes."""
-    if not isinstance(transformer, LTXVideoTransformer):
-        raise TypeError(f"model must be an LTX-Video transformer, got {type(transformer).__name__}")
+    """Latent ``(C, F', H', W')`` of an LTX clip; raises listing valid sizes."""
     if isinstance(vae, LTXLatentVAE):
         vae = vae.vae
     if not isinstance(vae, LTXVideoVAE):
@@ -133,7 +143,7 @@ def decode_ltx_latents(
     generator: torch.Generator | None = None,
     temporal_chunk: int | None = None,
 ) -> Tensor:
-    """Normalised latents -> video [B, 3, T, H, W] in about -1..1 (decode timestep/noise: 0.9.1+, §9)."""
+    """Normalised latents -> video [B, 3, T, H, W] in about -1..1 (decode timestep/noise: 0.9.1+)."""
     vae_dtype = next(vae.parameters()).dtype
     z = vae.denormalize_latents(latents.float())
     timestep = None
@@ -185,11 +195,9 @@ class LTXLatentVAE:
         check_ltx_size(num_frames, height, width, tr, sr)
         return (self.vae.config.latent_channels, (num_frames - 1) // tr + 1, height // sr, width // sr)
 
-    @staticmethod
-    def _no_tiling(tile_size: int | None, tile_overlap: int | None) -> None:
-        for name, value in (("tile_size", tile_size), ("tile_overlap", tile_overlap)):
-            if value is not None:
-                raise ValueError(f"{name}={value!r}: the LTX-Video VAE has no spatial tiling (leave unset/0)")
+    def components(self) -> dict[str, nn.Module]:
+        """The torch modules this handle runs (what a host such as ComfyUI moves and frees)."""
+        return {"vae": self.vae}
 
     @torch.no_grad()
     def encode(
@@ -207,7 +215,7 @@ class LTXLatentVAE:
             raise ValueError(
                 f"temporal_chunk={temporal_chunk!r}: the LTX-Video VAE encodes whole clips (leave it unset/0)"
             )
-        self._no_tiling(tile_size, tile_overlap)
+        CAPABILITIES.check_tiling(tile_size, tile_overlap)
         z = self.vae.normalize_latents(self.vae.encode(video.to(self.dtype), sample, generator).float())
         if callback is not None:
             callback(1, 1)
@@ -224,7 +232,7 @@ class LTXLatentVAE:
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """Video [B, 3, T, H, W] (about -1..1) from normalised latents; ``temporal_chunk``: latent frames."""
-        self._no_tiling(tile_size, tile_overlap)
+        CAPABILITIES.check_tiling(tile_size, tile_overlap)
         if generator is None:
             generator = torch.Generator(device="cpu").manual_seed(self.seed)
         device = next(self.vae.parameters()).device
@@ -254,39 +262,23 @@ class LTXDenoiser:
         p, pt = cfg.patch_size, cfg.patch_size_t
         dtype = next(self.transformer.parameters()).dtype
         tokens = pack_latents(x, p, pt).to(dtype)
-        t = (sigma.float() * 1000).to(x.device)  # the model reads σ·1000 (trap 5)
+        t = (sigma.float() * 1000).to(x.device)  # timesteps are σ·1000, as diffusers' LTXPipeline passes them
         out = self.transformer(
             tokens, context.to(dtype), t, context_mask, f // pt, h // p, w // p, rope_scale=self.rope_scale
         )
         return unpack_latents(out.float(), f // pt, h // p, w // p, p, pt)
 
 
-def check_ltx_options(schedule: str | None, shift: float | None, denoise: float = 1.0) -> None:
-    """Refuse, by name, the VideoPipeline options LTX-Video does not have (never ignore them silently)."""
-    if schedule is not None and schedule != "flow":
-        raise ValueError(
-            f"schedule={schedule!r} is not supported by LTX-Video models: they run their own flow schedule "
-            "(dynamic shift from the token count + terminal stretch); use schedule='flow'"
-        )
-    if shift is not None and shift != 1.0:
-        raise ValueError(
-            f"shift={shift!r} is not supported by LTX-Video models: the shift is computed from the token "
-            "count (dynamic shift); leave shift unset (1.0)"
-        )
-    if denoise != 1.0:
-        raise ValueError(
-            f"denoise={denoise!r}: video-to-video (denoise < 1, init_frames) is not supported by LTX-Video "
-            "models yet; use denoise=1.0"
-        )
+class LTXPipeline(BasePipeline):
+    """LTX-Video text-to-video; ``generate`` -> frames [T, H, W, 3] in 0..1. ``vae`` is the
+    :class:`LTXLatentVAE` (normalised latents), ``vae.vae`` the LTX VAE module."""
 
-
-class LTXPipeline:
-    """LTX-Video text-to-video with the VideoPipeline surface; ``generate`` -> frames [T, H, W, 3], 0..1."""
+    capabilities = CAPABILITIES
 
     def __init__(
         self,
         transformer: LTXVideoTransformer,
-        vae: LTXVideoVAE,
+        vae: LTXVideoVAE | LTXLatentVAE,
         text_encoder: PromptEncoder,
         config: LTXPipelineConfig | None = None,
     ) -> None:
@@ -300,27 +292,23 @@ class LTXPipeline:
                 f"text encoder width {dim} does not match the LTX transformer's caption_channels={width} "
                 "(released checkpoints take T5-v1.1-XXL, width 4096)"
             )
-        self.transformer = transformer
-        self.vae = vae
-        self.text_encoder = text_encoder
         self.config = config if config is not None else LTXPipelineConfig()
-        self._latent_vae: LTXLatentVAE | None = None
+        raw = vae.vae if isinstance(vae, LTXLatentVAE) else vae
+        self.dit = transformer
+        self.vae = LTXLatentVAE(raw, self.config.decode_timestep, self.config.decode_noise_scale)
+        self.text_encoder = text_encoder
 
     @property
-    def dit(self) -> LTXVideoTransformer:
-        return self.transformer
+    def transformer(self) -> LTXVideoTransformer:
+        return self.dit
 
     @property
-    def device(self) -> torch.device:
-        return next(self.transformer.parameters()).device
+    def text_dim(self) -> int:
+        return self.dit.config.caption_channels
 
     @property
-    def latent_vae(self) -> LTXLatentVAE:
-        """The VAE over normalised latents (vidcore's VAE interface; what the ComfyUI loader hands out)."""
-        if self._latent_vae is None:
-            cfg = self.config
-            self._latent_vae = LTXLatentVAE(self.vae, cfg.decode_timestep, cfg.decode_noise_scale)
-        return self._latent_vae
+    def latent_channels(self) -> int:
+        return self.dit.config.in_channels
 
     @classmethod
     def from_checkpoint(
@@ -337,143 +325,150 @@ class LTXPipeline:
         name = Path(path).name.removesuffix(".safetensors") or "ltx-video"
         return cls(models.transformer, models.vae, text_encoder, LTXPipelineConfig(name=name))
 
-    def encode_prompts(self, prompt: str, negative_prompt: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        emb, mask = self.text_encoder.encode([negative_prompt, prompt])
-        width = self.transformer.config.caption_channels
-        if emb.ndim != 3 or emb.shape[-1] != width:
-            raise ValueError(
-                f"text encoder gives embeddings {tuple(emb.shape)} but the LTX transformer expects width "
-                f"{width} (T5-v1.1-XXL for released checkpoints)"
-            )
-        return emb[1:], mask[1:], emb[:1], mask[:1]
-
-    @torch.no_grad()
-    def sample(
-        self,
-        noise: Tensor,
-        cond: TextConditioning,
-        uncond: TextConditioning | None,
-        steps: int,
-        guidance: float,
-        guidance_rescale: float = 0.0,
-        frame_rate: float | None = None,
-        sampler: str | None = None,
-        callback: Any = None,
-        progress: bool = False,
-        schedule: str | None = None,
-        shift: float | None = None,
-        denoise: float = 1.0,
-    ) -> Tensor:
-        """Sample over LTX's dynamic-shift schedule from ``noise`` [B, C, F', H', W'] (normalised latent
-        space) with CFG; returns clean normalised latents (float32). ``uncond`` None needs guidance 1.
-        ``sampler``: one of vidcore's SAMPLERS (LTX's own is Euler, the default)."""
-        check_ltx_options(schedule, shift, denoise)
-        sampler = self.config.sampler if sampler is None else sampler
-        check_choice("sampler", sampler, tuple(SAMPLERS))
-        if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1):
-            raise ValueError(f"steps={steps!r} must be a positive integer")
-        if uncond is None and guidance != 1.0:
-            raise ValueError("guidance != 1 needs the unconditional (negative prompt) conditioning")
-        frame_rate = self.config.fps if frame_rate is None else frame_rate
-        if not frame_rate > 0:
-            raise ValueError(f"frame_rate={frame_rate!r} must be > 0")
-        channels = self.transformer.config.in_channels
-        if noise.ndim != 5 or noise.shape[1] != channels:
-            raise ValueError(f"latents must be [B, {channels}, F', H', W'], got {tuple(noise.shape)}")
-        tr, sr = self.vae.temporal_ratio, self.vae.spatial_ratio
-        x = noise.to(device=self.device, dtype=torch.float32)
-        sigmas = dynamic_sigmas(steps, seq_len=x.shape[2] * x.shape[3] * x.shape[4])
-        model = LTXDenoiser(self.transformer, (tr / frame_rate, float(sr), float(sr)))
-
-        def kwargs(c: TextConditioning | None) -> dict[str, Tensor]:
-            if c is None:
-                return {}
-            return {"context": c.embeddings.to(self.device), "context_mask": c.mask.to(self.device)}
-
-        denoiser = CFGDenoiser(model, kwargs(cond), kwargs(uncond), scale=guidance, rescale=guidance_rescale)
-        return SAMPLERS[sampler](denoiser, x, sigmas, callback=callback, disable=not progress)
-
-    @torch.no_grad()
-    def generate(
-        self,
-        prompt: str,
-        negative_prompt: str = "",
-        num_frames: int | None = None,
-        height: int | None = None,
-        width: int | None = None,
-        steps: int | None = None,
-        guidance: float | None = None,
-        seed: int = 0,
-        guidance_rescale: float | None = None,
-        frame_rate: float | None = None,
-        decode_timestep: float | None = None,
-        decode_noise_scale: float | None = None,
-        latents: Tensor | None = None,
-        callback: Any = None,
-        progress: bool = False,
-        schedule: str | None = None,
-        shift: float | None = None,
-        sampler: str | None = None,
-        init_frames: Tensor | None = None,
-        denoise: float = 1.0,
-        decode_callback: Any = None,
-    ) -> Tensor:
-        """Frames [T, H, W, 3] in 0..1; unset arguments take ``self.config`` (diffusers LTXPipeline defaults).
-
-        ``latents``: optional initial noise [1, 128, F', H/32, W/32] (normalised space); otherwise drawn
-        from ``seed``. ``schedule``/``shift``/``sampler``/``init_frames``/``denoise`` exist for the
-        VideoPipeline surface: a pyramidal schedule, a fixed shift and video-to-video are refused by name.
-        """
-        if not isinstance(prompt, str) or not isinstance(negative_prompt, str):
-            raise TypeError("prompt and negative_prompt must be strings")
-        check_ltx_options(schedule, shift, denoise)
-        if init_frames is not None:
-            raise ValueError("init_frames (video-to-video) is not supported by LTX-Video models yet")
-        cfg = self.config
-        num_frames = cfg.num_frames if num_frames is None else num_frames
-        height = cfg.height if height is None else height
-        width = cfg.width if width is None else width
-        steps = cfg.steps if steps is None else steps
-        guidance = cfg.guidance if guidance is None else float(guidance)
-        rescale = cfg.guidance_rescale if guidance_rescale is None else guidance_rescale
-        decode_timestep = cfg.decode_timestep if decode_timestep is None else decode_timestep
-        if decode_noise_scale is None:
-            decode_noise_scale = cfg.decode_noise_scale
-        tr, sr = self.vae.temporal_ratio, self.vae.spatial_ratio
-        check_ltx_size(num_frames, height, width, tr, sr)
-        shape = (1, self.vae.config.latent_channels, (num_frames - 1) // tr + 1, height // sr, width // sr)
-        generator = torch.Generator(device="cpu").manual_seed(int(seed))
-        if latents is None:
-            # Drawn unpacked [B, C, F, H, W] as diffusers does, so seeds give the same noise.
-            latents = torch.randn(shape, generator=generator)
-        elif tuple(latents.shape) != shape:
-            raise ValueError(f"latents have shape {tuple(latents.shape)}, expected {shape}")
-        from vidcore.pipeline import TextConditioning
-
-        emb, mask, neg_emb, neg_mask = self.encode_prompts(prompt, negative_prompt)
-        x = self.sample(
-            latents,
-            TextConditioning(emb, mask),
-            TextConditioning(neg_emb, neg_mask),
-            steps,
-            guidance,
-            rescale,
-            frame_rate,
-            sampler,
-            callback,
-            progress,
+    def default_options(self) -> SamplingOptions:
+        c = self.config
+        return SamplingOptions(
+            steps=c.steps,
+            guidance=c.guidance,
+            guidance_rescale=c.guidance_rescale,
+            schedule=c.schedule,
+            sampler=c.sampler,
         )
-        video = self.decode(x, decode_timestep, decode_noise_scale, generator)
-        if decode_callback is not None:
-            decode_callback(1, 1)
-        return (video[0] / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0).float().cpu()
+
+    def latent_shape(
+        self, num_frames: int, height: int, width: int, *, pyramid_stages: int = 1, vae: Any = None
+    ) -> tuple[int, int, int, int]:
+        return ltx_latent_shape(
+            self.vae if vae is None else vae, self.dit, num_frames, height, width, pyramid_stages
+        )
+
+    def flow_sigmas(self, steps: int, latent_shape: tuple[int, ...], options: SamplingOptions) -> Tensor:
+        # LTX's schedule: exponential shift from the token count, stretched to a terminal sigma of 0.1.
+        f, h, w = latent_shape[-3:]
+        return dynamic_sigmas(steps, seq_len=f * h * w)
+
+    def denoiser(
+        self, options: SamplingOptions, latent_shape: tuple[int, ...], fps: float | None = None
+    ) -> Denoiser:
+        fps = self.config.fps if fps is None else fps
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not fps > 0:
+            raise ValueError(f"fps={fps!r} must be a number > 0 (the frame rate LTX-Video conditions on)")
+        tr, sr = self.vae.vae.temporal_ratio, self.vae.vae.spatial_ratio
+        return LTXDenoiser(self.dit, (tr / fps, float(sr), float(sr)))
 
     def decode(
         self,
         latents: Tensor,
-        decode_timestep: float = 0.0,
-        decode_noise_scale: float | None = None,
+        *,
         generator: torch.Generator | None = None,
+        callback: Callable[[int, int], None] | None = None,
     ) -> Tensor:
-        """Normalised latents -> video [B, 3, T, H, W] in about -1..1 (decode timestep/noise: 0.9.1+)."""
-        return decode_ltx_latents(self.vae, latents, decode_timestep, decode_noise_scale, generator)
+        return self.vae.decode(latents, callback=callback, generator=generator)
+
+
+def is_ltx_checkpoint(path: str | os.PathLike) -> bool:
+    """True for an LTX-Video checkpoint vidcore can build a pipeline from: a ``.safetensors`` single file
+    with transformer and VAE (decided by :func:`detect_ltx_layout`), or a diffusers folder (an LTX
+    ``model_index.json``, or ``transformer/`` + ``vae/`` with config.json)."""
+    p = Path(path)
+    if p.is_file():
+        if p.suffix not in SUFFIXES:
+            return False
+        try:
+            layout = detect_ltx_layout(*read_shapes(p), source=str(p))
+        except (LTXLayoutError, OSError, ValueError):
+            return False
+        return layout.transformer_config is not None and layout.vae_config is not None
+    if not p.is_dir():
+        return False
+    index = p / "model_index.json"
+    if index.is_file():
+        try:
+            name = str(json.loads(index.read_text()).get("_class_name", ""))
+        except (json.JSONDecodeError, OSError, AttributeError):
+            return False
+        return name.startswith("LTX")
+    parts = [p / c / "config.json" for c in ("transformer", "vae")]
+    if not all(c.is_file() for c in parts):
+        return False
+    try:
+        return json.loads(parts[0].read_text()).get("_class_name") == "LTXVideoTransformer3DModel"
+    except (json.JSONDecodeError, OSError, AttributeError):
+        return False
+
+
+def _ltx_text_encoder(
+    checkpoint: Path,
+    text_encoder: str | os.PathLike | PromptEncoder | None,
+    device: torch.device,
+    dtype: torch.dtype | None,
+) -> PromptEncoder:
+    """The T5 for an LTX checkpoint: ``text_encoder`` (folder, or an encoder object), else the diffusers
+    folder's own ``text_encoder/`` (single or sharded safetensors) with its tokenizer files there or in
+    the sibling ``tokenizer/`` (the diffusers repository layout)."""
+    from ..text import load_text_encoder
+
+    if text_encoder is not None and not isinstance(text_encoder, (str, os.PathLike)):
+        return text_encoder  # an already loaded encoder (checked for encode() and width by LTXPipeline)
+    if text_encoder is not None:
+        return load_text_encoder(text_encoder, device=device, dtype=dtype)
+    folder = checkpoint / "text_encoder" if checkpoint.is_dir() else None
+    if folder is None or not (folder / "config.json").is_file():
+        where = "a single-file checkpoint" if checkpoint.is_file() else "a folder without text_encoder/"
+        raise ValueError(
+            f"{str(checkpoint)!r} is an LTX-Video checkpoint ({where}) that carries no text encoder: pass "
+            "text_encoder=<T5-v1.1-XXL transformers folder with config.json, model.safetensors and "
+            "tokenizer files> (CLI: --text-encoder DIR)"
+        )
+    if has_tokenizer(folder, "t5"):
+        return load_text_encoder(folder, device=device, dtype=dtype)
+    tokenizer = checkpoint / "tokenizer"
+    if has_tokenizer(tokenizer, "t5"):
+        # diffusers keeps the tokenizer beside the encoder; the weights (one file or shards) stay in there.
+        return load_text_encoder(folder, device=device, dtype=dtype, tokenizer_path=tokenizer)
+    found = "does not exist" if not tokenizer.is_dir() else "has no spiece.model or tokenizer.json either"
+    raise ValueError(
+        f"{str(folder)!r} has no tokenizer files (spiece.model / tokenizer.json) and {str(tokenizer)!r} "
+        f"{found}: copy the tokenizer files into one of them, or pass text_encoder=<T5 folder with its "
+        "tokenizer> (CLI: --text-encoder DIR)"
+    )
+
+
+def load_ltx_pipeline(
+    path: str | os.PathLike,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+    text_encoder: str | os.PathLike | PromptEncoder | None = None,
+) -> LTXPipeline:
+    """:meth:`LTXPipeline.from_checkpoint` with the T5 resolved (see :func:`_ltx_text_encoder`)."""
+    encoder = _ltx_text_encoder(Path(path), text_encoder, device, dtype)
+    return LTXPipeline.from_checkpoint(path, encoder, device=device, dtype=dtype)
+
+
+def explain(path: Path) -> str | None:
+    """Why a ``.safetensors`` file is not a loadable LTX-Video checkpoint (None for other paths)."""
+    if not (path.is_file() and path.suffix in SUFFIXES):
+        return None
+    try:
+        layout = detect_ltx_layout(*read_shapes(path), source=repr(str(path)))
+    except LTXLayoutError as e:
+        return str(e)
+    except (OSError, ValueError) as e:
+        return f"{str(path)!r} could not be read as a safetensors file ({e})"
+    missing = "transformer" if layout.transformer_config is None else "VAE"
+    return (
+        f"{str(path)!r} is an LTX-Video file without the {missing}; load_pipeline needs a checkpoint with "
+        "both (an original single file or a diffusers folder)"
+    )
+
+
+FAMILY = Family(
+    name="ltx-video",
+    capabilities=CAPABILITIES,
+    describe="an LTX-Video single .safetensors file (transformer + VAE) or diffusers folder, with a T5",
+    detect=is_ltx_checkpoint,
+    load=load_ltx_pipeline,
+    explain=explain,
+    folders=("checkpoints", "diffusion_models"),
+    text_encoder_types=("t5", "umt5"),
+)

@@ -1,0 +1,45 @@
+"""Pipelines: one contract (:mod:`.base`) and one module per model family, registered in order.
+
+``load_pipeline(name_or_path)`` asks each registered family whether a path is theirs; a new family is a
+new module here (plus its models in ``vidcore.models``) and one :func:`register_family` call.
+"""
+
+from . import builtin, ltx
+from .base import (
+    BasePipeline,
+    Capabilities,
+    Family,
+    Pipeline,
+    SamplingOptions,
+    TextConditioning,
+    builtin_models,
+    check_seed,
+    families,
+    family_of,
+    initial_noise,
+    load_pipeline,
+    register_family,
+    resolve_model,
+    unregister_family,
+)
+
+register_family(builtin.FAMILY)
+register_family(ltx.FAMILY)
+
+__all__ = [
+    "BasePipeline",
+    "Capabilities",
+    "Family",
+    "Pipeline",
+    "SamplingOptions",
+    "TextConditioning",
+    "builtin_models",
+    "check_seed",
+    "families",
+    "family_of",
+    "initial_noise",
+    "load_pipeline",
+    "register_family",
+    "resolve_model",
+    "unregister_family",
+]

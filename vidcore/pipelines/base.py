@@ -1,0 +1,658 @@
+"""The one pipeline contract every model family implements, its sampling options and the family registry.
+
+A family is a folder-free unit: modules and checkpoint loading live in ``vidcore.models.<family>``, the
+pipeline (text -> latents -> video) in ``vidcore.pipelines.<family>``, and one :func:`register_family`
+call makes it loadable by :func:`load_pipeline`, the ``vidcore`` CLI and the ComfyUI nodes, none of
+which knows a concrete pipeline class. Shape of the API after diffusers' ``DiffusionPipeline`` (one
+object per checkpoint, plain ``nn.Module`` components) and flux's ``SamplingOptions`` (one frozen bag of
+sampling settings instead of long positional argument lists).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from ..config import ConfigMixin, check_choice
+from ..devices import resolve_device
+from ..io.frames import frames_to_video, video_to_frames
+from ..sampling import SAMPLERS, SCHEDULES, CFGDenoiser, sample_pyramidal, split_steps
+from ..sampling.flow import Denoiser
+from ..sampling.loop import Callback
+
+log = logging.getLogger("vidcore")
+
+
+def check_seed(seed: object) -> None:
+    """Seeds are integers in [0, 2**64); floats and bools are refused rather than truncated."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed={seed!r} must be an integer in [0, 2**64)")
+
+
+def _number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name}={value!r} must be a number, got {type(value).__name__}")
+    return float(value)
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}={value!r} must be a positive integer")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplingOptions(ConfigMixin):
+    """How to sample, validated once. ``guidance`` is the usual CFG scale g (``(1+w)·v_c - w·v_u`` with
+    ``w = g - 1``; 1 = off), ``guidance_rescale`` phi of Lin et al. (2023), ``shift`` the SD3 timestep shift
+    (Esser et al. 2024, Eq. 23), ``denoise`` < 1 starts from noised input latents (SDEdit, Meng et al.
+    2021), ``pyramid_stages`` the number of resolution stages of ``schedule="pyramidal"``.
+
+    Unknown option names are errors: ``SamplingOptions.from_dict`` and :meth:`replace` name them."""
+
+    steps: int = 20
+    guidance: float = 4.0
+    guidance_rescale: float = 0.0
+    shift: float = 1.0
+    schedule: str = "flow"
+    sampler: str = "euler"
+    pyramid_stages: int = 3
+    denoise: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _positive_int("steps", self.steps)
+        _positive_int("pyramid_stages", self.pyramid_stages)
+        check_seed(self.seed)
+        for name in ("guidance", "guidance_rescale", "shift", "denoise"):
+            object.__setattr__(self, name, _number(name, getattr(self, name)))
+        if not math.isfinite(self.guidance) or self.guidance < 1.0:
+            finite = "" if math.isfinite(self.guidance) else "a finite number "
+            raise ValueError(
+                f"guidance={self.guidance!r} must be {finite}>= 1 (1 = no guidance; CFG w = guidance - 1)"
+            )
+        if not 0.0 <= self.guidance_rescale <= 1.0:
+            raise ValueError(f"guidance_rescale={self.guidance_rescale!r} must be in [0, 1]")
+        if not (math.isfinite(self.shift) and self.shift > 0):
+            raise ValueError(f"shift={self.shift!r} must be a finite number > 0")
+        if not 0.0 < self.denoise <= 1.0:
+            raise ValueError(f"denoise={self.denoise!r} must be in (0, 1]")
+        check_choice("schedule", self.schedule, tuple(SCHEDULES))
+        check_choice("sampler", self.sampler, tuple(SAMPLERS))
+        if self.schedule == "pyramidal":
+            if self.sampler != "euler":
+                raise ValueError(
+                    f"sampler={self.sampler!r}: schedule='pyramidal' integrates each stage with 'euler' only"
+                )
+            if self.denoise != 1.0:
+                raise ValueError(
+                    f"denoise={self.denoise!r}: video-to-video (init_frames / denoise < 1) "
+                    "needs schedule='flow'"
+                )
+
+    def replace(self, **changes: Any) -> SamplingOptions:
+        """A copy with ``changes`` applied and validated; unknown option names raise ValueError."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise ValueError(
+                f"unknown SamplingOptions option(s) {unknown}; known options are {sorted(names)}"
+            )
+        return dataclasses.replace(self, **changes)
+
+    def with_overrides(self, **values: Any) -> SamplingOptions:
+        """:meth:`replace` with the entries that are not None (unset arguments keep these values)."""
+        return self.replace(**{k: v for k, v in values.items() if v is not None})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Capabilities:
+    """What a family can do; every refusal of an option is worded here, from these fields."""
+
+    family: str  # display name used in messages, e.g. "LTX-Video"
+    schedules: tuple[str, ...] = ("flow",)
+    samplers: tuple[str, ...] = tuple(SAMPLERS)
+    fixed_shift: bool = True  # False: the family's schedule computes its own shift
+    video_to_video: bool = False
+    image_conditioning: bool = False
+    tiling: bool = False  # spatial VAE tiling
+    external_text_encoder: bool = (
+        False  # takes a separately loaded text encoder (load_pipeline text_encoder=)
+    )
+    fps_conditioning: bool = False  # the denoiser is conditioned on the frame rate
+
+    def __post_init__(self) -> None:
+        for name in self.schedules:
+            check_choice(f"{self.family} capabilities schedule", name, tuple(SCHEDULES))
+        for name in self.samplers:
+            check_choice(f"{self.family} capabilities sampler", name, tuple(SAMPLERS))
+
+    def check(self, options: SamplingOptions, init_frames: bool = False) -> None:
+        """Raise ValueError naming the first option this family cannot honour and what it supports."""
+        who = f"{self.family} models"
+        if options.schedule not in self.schedules:
+            raise ValueError(
+                f"schedule={options.schedule!r} is not supported by {who}; supported: {list(self.schedules)}"
+            )
+        if options.sampler not in self.samplers:
+            raise ValueError(
+                f"sampler={options.sampler!r} is not supported by {who}; supported: {list(self.samplers)}"
+            )
+        if not self.fixed_shift and options.shift != 1.0:
+            raise ValueError(
+                f"shift={options.shift!r} is not supported by {who}: their schedule computes its own shift "
+                "(from the token count); leave shift at 1.0"
+            )
+        if not self.video_to_video:
+            if options.denoise != 1.0:
+                raise ValueError(
+                    f"denoise={options.denoise!r}: video-to-video (denoise < 1) is not supported by {who}; "
+                    "use denoise=1.0"
+                )
+            if init_frames:
+                raise ValueError(f"init_frames (video-to-video) is not supported by {who}")
+
+    def check_tiling(self, tile_size: int | None, tile_overlap: int | None) -> None:
+        """Refuse spatial tiling by name when the family's VAE has none (never ignore it)."""
+        if self.tiling:
+            return
+        for name, value in (("tile_size", tile_size), ("tile_overlap", tile_overlap)):
+            if value is not None:
+                raise ValueError(
+                    f"{name}={value!r}: the {self.family} VAE has no spatial tiling (leave it unset / 0)"
+                )
+
+
+@dataclass
+class TextConditioning:
+    """Text embeddings ``[B, L, D]``, bool mask ``[B, L]`` and pooled sentence vectors ``[B, D]``."""
+
+    embeddings: Tensor
+    mask: Tensor
+    pooled: Tensor | None = None
+
+    def model_kwargs(self, device: torch.device | None = None) -> dict[str, Tensor]:
+        """Denoiser keyword arguments (``context``, ``context_mask`` and ``pooled`` when present)."""
+        out = {"context": self.embeddings, "context_mask": self.mask}
+        if self.pooled is not None:
+            out["pooled"] = self.pooled
+        return out if device is None else {k: v.to(device) for k, v in out.items()}
+
+
+def initial_noise(shape: tuple[int, ...], seed: int) -> tuple[Tensor, torch.Generator]:
+    """Float32 standard noise drawn on the CPU from ``seed`` (the same noise on every device), and the
+    generator, which then feeds stochastic samplers and noise-injecting decoders."""
+    check_seed(seed)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    return torch.randn(tuple(shape), generator=generator, dtype=torch.float32), generator
+
+
+@runtime_checkable
+class Pipeline(Protocol):
+    """What the CLI, the ComfyUI nodes and scripts may rely on, whatever the family.
+
+    ``dit`` is the denoising network, ``vae`` the VAE with vidcore's interface over the latents the
+    denoiser sees (``encode(video) -> latents``, ``decode(latents, temporal_chunk=None) -> video``),
+    ``text_encoder`` has ``encode(prompts) -> (emb, mask)``; ``config`` holds the generation defaults
+    (``num_frames``, ``height``, ``width``, ``fps``, ...).
+    """
+
+    capabilities: Capabilities
+    config: Any
+    dit: nn.Module
+    vae: Any
+    text_encoder: Any
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+
+    @property
+    def text_dim(self) -> int: ...
+
+    @property
+    def pooled_text(self) -> bool: ...
+
+    @property
+    def latent_channels(self) -> int: ...
+
+    def default_options(self) -> SamplingOptions: ...
+
+    def latent_shape(
+        self, num_frames: int, height: int, width: int, *, pyramid_stages: int = 1, vae: Any = None
+    ) -> tuple[int, int, int, int]: ...
+
+    def encode_text(self, prompts: list[str]) -> TextConditioning: ...
+
+    def encode_prompts(
+        self, prompt: str, negative_prompt: str = "", batch: int = 1
+    ) -> tuple[TextConditioning, TextConditioning]: ...
+
+    def denoiser(
+        self, options: SamplingOptions, latent_shape: tuple[int, ...], fps: float | None = None
+    ) -> Denoiser: ...
+
+    def sample(
+        self,
+        noise: Tensor,
+        cond: TextConditioning,
+        uncond: TextConditioning | None,
+        options: SamplingOptions,
+        *,
+        init_latents: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        fps: float | None = None,
+        callback: Callback | None = None,
+        progress: bool = False,
+    ) -> Tensor: ...
+
+    def decode(
+        self,
+        latents: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        callback: Callable[[int, int], None] | None = None,
+    ) -> Tensor: ...
+
+    def generate(self, prompt: str, negative_prompt: str = "", **settings: Any) -> Tensor: ...
+
+    def components(self) -> dict[str, nn.Module]: ...
+
+
+class BasePipeline(ABC):
+    """The shared half of :class:`Pipeline`: prompt encoding, noise, CFG + sampler dispatch, video-to-video
+    and ``generate``. A family supplies its modules and four hooks: :meth:`latent_shape`,
+    :meth:`flow_sigmas`, :meth:`denoiser` and :meth:`decode` (plus :meth:`default_options`)."""
+
+    capabilities: Capabilities
+    config: Any
+    dit: nn.Module
+    vae: Any
+    text_encoder: Any
+
+    # ---- properties every family shares -------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.dit.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.dit.parameters()).dtype
+
+    @property
+    @abstractmethod
+    def text_dim(self) -> int:
+        """Width of the text embeddings the denoiser takes."""
+
+    @property
+    def pooled_text(self) -> bool:
+        """Whether the denoiser also takes the pooled sentence vector."""
+        return False
+
+    @property
+    @abstractmethod
+    def latent_channels(self) -> int:
+        """Channels of the latents the denoiser takes."""
+
+    def components(self) -> dict[str, nn.Module]:
+        """The torch modules this handle runs (what a host such as ComfyUI moves between devices and
+        frees); text encoders without modules (test doubles) contribute none."""
+        out: dict[str, nn.Module] = {"dit": self.dit}
+        vae = self.vae if isinstance(self.vae, nn.Module) else getattr(self.vae, "vae", None)
+        if isinstance(vae, nn.Module):
+            out["vae"] = vae
+        encoder_parts = getattr(self.text_encoder, "components", None)
+        if callable(encoder_parts):
+            out.update(encoder_parts())
+        return out
+
+    # ---- family hooks ---------------------------------------------------------------------------------
+
+    @abstractmethod
+    def default_options(self) -> SamplingOptions:
+        """The model's own sampling defaults (from its config)."""
+
+    @abstractmethod
+    def latent_shape(
+        self, num_frames: int, height: int, width: int, *, pyramid_stages: int = 1, vae: Any = None
+    ) -> tuple[int, int, int, int]:
+        """Latent ``(C, T', H', W')`` of a clip (with ``vae``, default the model's own); raises listing
+        valid sizes when the model cannot take it."""
+
+    @abstractmethod
+    def flow_sigmas(self, steps: int, latent_shape: tuple[int, ...], options: SamplingOptions) -> Tensor:
+        """The family's ``schedule="flow"`` noise levels for ``steps`` steps (``steps + 1`` values)."""
+
+    @abstractmethod
+    def denoiser(
+        self, options: SamplingOptions, latent_shape: tuple[int, ...], fps: float | None = None
+    ) -> Denoiser:
+        """The network as a velocity denoiser ``model(x, sigma, **text_kwargs)`` on float32 latents of
+        ``latent_shape`` (the full resolution, also during pyramid stages)."""
+
+    @abstractmethod
+    def decode(
+        self,
+        latents: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        callback: Callable[[int, int], None] | None = None,
+    ) -> Tensor:
+        """Latents (as sampled) -> video ``[B, 3, T, H, W]`` in about -1..1."""
+
+    # ---- shared steps ---------------------------------------------------------------------------------
+
+    def encode_text(self, prompts: list[str]) -> TextConditioning:
+        """Embeddings, mask and (when the denoiser takes it) pooled vector of ``prompts``, on the model's
+        device and in its dtype."""
+        emb, mask = self.text_encoder.encode(prompts)
+        if emb.ndim != 3 or emb.shape[-1] != self.text_dim:
+            raise ValueError(
+                f"text encoder gives embeddings {tuple(emb.shape)} but the {self.capabilities.family} model "
+                f"expects width {self.text_dim}"
+            )
+        pooled = self.text_encoder.encode_pooled(prompts) if self.pooled_text else None
+        return TextConditioning(
+            emb.to(self.device, self.dtype),
+            mask.to(self.device),
+            None if pooled is None else pooled.to(self.device, self.dtype),
+        )
+
+    def encode_prompts(
+        self, prompt: str, negative_prompt: str = "", batch: int = 1
+    ) -> tuple[TextConditioning, TextConditioning]:
+        """(conditional, unconditional) branch, encoded as one batch so both have one length and CFG runs
+        as one batched forward."""
+        both = self.encode_text([negative_prompt] * batch + [prompt] * batch)
+
+        def part(sl: slice) -> TextConditioning:
+            pooled = None if both.pooled is None else both.pooled[sl]
+            return TextConditioning(both.embeddings[sl], both.mask[sl], pooled)
+
+        return part(slice(batch, None)), part(slice(0, batch))
+
+    @torch.no_grad()
+    def sample(
+        self,
+        noise: Tensor,
+        cond: TextConditioning,
+        uncond: TextConditioning | None,
+        options: SamplingOptions,
+        *,
+        init_latents: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        fps: float | None = None,
+        callback: Callback | None = None,
+        progress: bool = False,
+    ) -> Tensor:
+        """Clean latents from ``noise`` ``[B, C, T', H', W']`` (and ``init_latents`` for video-to-video,
+        noised to the first kept sigma when ``options.denoise`` < 1). The sampler state is float32 on the
+        model's device whatever the model's dtype; the network runs in its own dtype inside."""
+        if not isinstance(options, SamplingOptions):
+            raise TypeError(f"options must be SamplingOptions, got {type(options).__name__}")
+        self.capabilities.check(options)
+        if uncond is None and options.guidance != 1.0:
+            raise ValueError("guidance != 1 needs the unconditional (negative prompt) conditioning")
+        c = self.latent_channels
+        if not isinstance(noise, Tensor) or noise.ndim != 5 or noise.shape[1] != c:
+            got = tuple(noise.shape) if isinstance(noise, Tensor) else type(noise).__name__
+            raise ValueError(f"noise must be latents [B, {c}, T', H', W'], got {got}")
+        x = noise.to(self.device, torch.float32)
+        shape = tuple(x.shape)
+        base = self.denoiser(options, shape, fps)
+        model = CFGDenoiser(
+            base,
+            cond.model_kwargs(self.device),
+            uncond.model_kwargs(self.device) if uncond is not None else {},
+            options.guidance,
+            options.guidance_rescale,
+        )
+        disable = not progress
+        if options.schedule == "pyramidal":
+            if init_latents is not None:
+                raise ValueError("video-to-video (init_latents / denoise < 1) needs schedule='flow'")
+            stage_steps = split_steps(options.steps, options.pyramid_stages)
+            return sample_pyramidal(
+                model,
+                x,
+                stage_steps,
+                shift=options.shift,
+                generator=generator,
+                callback=callback,
+                disable=disable,
+                velocity="global",
+            )
+        steps, denoise = options.steps, options.denoise
+        total = int(math.ceil(steps / denoise)) if denoise < 1 else steps
+        sigmas = self.flow_sigmas(total, shape, options)[-(steps + 1) :]
+        if init_latents is not None:
+            if tuple(init_latents.shape) != shape:
+                raise ValueError(f"init_latents {tuple(init_latents.shape)} must match the noise {shape}")
+            s0 = float(sigmas[0])
+            x = (1 - s0) * init_latents.to(self.device, torch.float32) + s0 * x
+        elif denoise != 1.0:
+            raise ValueError("denoise < 1 needs init_latents (the latents of the input video)")
+        solver = SAMPLERS[options.sampler]
+        return solver(model, x, sigmas.to(x.device), callback=callback, disable=disable, generator=generator)
+
+    def generate(
+        self,
+        prompt: str,
+        negative_prompt: str = "",
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
+        seed: int | None = None,
+        schedule: str | None = None,
+        shift: float | None = None,
+        sampler: str | None = None,
+        guidance_rescale: float | None = None,
+        init_frames: Tensor | None = None,
+        denoise: float | None = None,
+        *,
+        fps: float | None = None,
+        options: SamplingOptions | None = None,
+        latents: Tensor | None = None,
+        callback: Callback | None = None,
+        decode_callback: Callable[[int, int], None] | None = None,
+        progress: bool = False,
+    ) -> Tensor:
+        """Frames ``[T, H, W, 3]`` in [0, 1] (on the CPU) for ``prompt``.
+
+        Sampling settings come from ``options`` (default: the model's :meth:`default_options`), then from
+        the keyword arguments that are not None. ``fps`` is the rate the video will play at (families
+        with ``fps_conditioning`` condition on it). ``latents`` replaces the seeded initial noise.
+        The empty prompt is allowed (unconditional generation). Same seed, same machine -> same frames.
+        """
+        if not isinstance(prompt, str) or not isinstance(negative_prompt, str):
+            raise TypeError("prompt and negative_prompt must be strings")
+        if prompt.strip() == "":
+            log.info("vidcore: empty prompt -> unconditional generation")
+        base = self.default_options() if options is None else options
+        if not isinstance(base, SamplingOptions):
+            raise TypeError(f"options must be SamplingOptions, got {type(base).__name__}")
+        opts = base.with_overrides(
+            steps=steps,
+            guidance=guidance,
+            seed=seed,
+            schedule=schedule,
+            shift=shift,
+            sampler=sampler,
+            guidance_rescale=guidance_rescale,
+            denoise=denoise,
+        )
+        self.capabilities.check(opts, init_frames=init_frames is not None)
+        cfg = self.config
+        levels = opts.pyramid_stages if opts.schedule == "pyramidal" else 1
+        shape = self.latent_shape(
+            cfg.num_frames if num_frames is None else num_frames,
+            cfg.height if height is None else height,
+            cfg.width if width is None else width,
+            pyramid_stages=levels,
+        )
+        noise, generator = initial_noise((1, *shape), opts.seed)
+        if latents is not None:
+            if tuple(latents.shape) != tuple(noise.shape):
+                raise ValueError(f"latents have shape {tuple(latents.shape)}, expected {tuple(noise.shape)}")
+            noise = latents
+        with torch.no_grad():
+            cond, uncond = self.encode_prompts(prompt, negative_prompt)
+            init_latents = None
+            if init_frames is not None:
+                video = frames_to_video(init_frames).to(self.device, self.vae.dtype)
+                init_latents = self.vae.encode(video).float()
+            out = self.sample(
+                noise,
+                cond,
+                uncond if opts.guidance != 1.0 else None,
+                opts,
+                init_latents=init_latents,
+                generator=generator,
+                fps=fps,
+                callback=callback,
+                progress=progress,
+            )
+            video = self.decode(out, generator=generator, callback=decode_callback)
+        return video_to_frames(video)[0].cpu()
+
+
+# ---------------------------------------------------------------------------------------------- registry
+
+
+def _nothing_to_explain(path: Path) -> str | None:
+    return None
+
+
+def _no_builtins() -> dict[str, Path]:
+    return {}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Family:
+    """A registered model family: how to recognise its checkpoints and build its pipeline.
+
+    ``detect(path)`` must decide from file names, config files and safetensors headers only (no tensor
+    data). ``load(path, device, dtype, text_encoder)`` builds the pipeline (``text_encoder`` is None
+    unless ``capabilities.external_text_encoder``). ``explain(path)`` says why a path shaped like this
+    family's checkpoints is not loadable (None when it is not shaped like them). ``folders`` are the
+    ComfyUI model folder kinds its checkpoints live in; ``text_encoder_types`` the transformers
+    ``model_type`` values of the text encoders it takes separately.
+    """
+
+    name: str
+    capabilities: Capabilities
+    describe: str
+    detect: Callable[[Path], bool]
+    load: Callable[[Path, torch.device, torch.dtype | None, Any], Pipeline]
+    explain: Callable[[Path], str | None] = _nothing_to_explain
+    builtins: Callable[[], dict[str, Path]] = _no_builtins
+    folders: tuple[str, ...] = ()
+    text_encoder_types: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"Family.name={self.name!r} must be a non-empty string")
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+    """Add a family to the registry (later families are asked after earlier ones); names are unique."""
+    if not isinstance(family, Family):
+        raise TypeError(f"register_family expects a Family, got {type(family).__name__}")
+    if family.name in _FAMILIES:
+        raise ValueError(f"a model family named {family.name!r} is already registered")
+    _FAMILIES[family.name] = family
+    return family
+
+
+def unregister_family(name: str) -> None:
+    """Remove a family (plugins being reloaded, tests)."""
+    if name not in _FAMILIES:
+        raise ValueError(f"no model family named {name!r} is registered; registered: {list(_FAMILIES)}")
+    del _FAMILIES[name]
+
+
+def families() -> tuple[Family, ...]:
+    """The registered families, in the order they are asked."""
+    return tuple(_FAMILIES.values())
+
+
+def builtin_models() -> dict[str, Path]:
+    """Built-in model names of every family -> their folders (earlier families win a name clash)."""
+    out: dict[str, Path] = {}
+    for fam in families():
+        for name, path in fam.builtins().items():
+            out.setdefault(name, path)
+    return out
+
+
+def family_of(path: str | os.PathLike) -> Family | None:
+    """The first registered family whose ``detect`` accepts ``path``, else None."""
+    p = Path(path)
+    for fam in families():
+        if fam.detect(p):
+            return fam
+    return None
+
+
+def resolve_model(name_or_path: str | os.PathLike) -> tuple[Family, Path]:
+    """(family, path) of a built-in model name or a checkpoint path; raises saying what each family takes."""
+    path = Path(name_or_path)
+    if path.exists():
+        fam = family_of(path)
+        if fam is not None:
+            return fam, path
+        reasons = [r for f in families() if (r := f.explain(path))]
+        if reasons:
+            raise ValueError("; ".join(reasons))
+        raise ValueError(f"{str(path)!r} is not a model any registered family loads ({_accepted()})")
+    if isinstance(name_or_path, str):
+        for fam in families():
+            if name_or_path in fam.builtins():
+                return fam, fam.builtins()[name_or_path]
+    raise ValueError(
+        f"unknown model {str(name_or_path)!r}; available built-in models: {sorted(builtin_models())}; "
+        f"or a path ({_accepted()})"
+    )
+
+
+def _accepted() -> str:
+    return "; ".join(f"{f.capabilities.family}: {f.describe}" for f in families())
+
+
+def load_pipeline(
+    name_or_path: str | os.PathLike = "tiny",
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    text_encoder: str | os.PathLike | Any | None = None,
+) -> Pipeline:
+    """Load a built-in model by name (``"tiny"``) or any checkpoint a registered family detects (a vidcore
+    model folder, an LTX-Video single file or diffusers folder, ...); everything offline.
+
+    ``text_encoder``: for families that take one separately (LTX-Video: a T5 folder, or a loaded
+    encoder); other families name their own.
+    """
+    fam, path = resolve_model(name_or_path)
+    if text_encoder is not None and not fam.capabilities.external_text_encoder:
+        takers = [f.capabilities.family for f in families() if f.capabilities.external_text_encoder]
+        raise ValueError(
+            f"text_encoder={str(text_encoder)!r} is only for {' / '.join(takers) or 'no'} checkpoints; "
+            f"{str(name_or_path)!r} is a {fam.capabilities.family} model, which names its own text encoder"
+        )
+    return fam.load(path, resolve_device(device), dtype, text_encoder)

@@ -1,0 +1,226 @@
+"""vidcore's own family: a :class:`SpacetimeDiT` + :class:`CausalVAE3D` + a text encoder, from a model folder
+(``pipeline.json`` + ``dit.safetensors`` + ``vae.safetensors``) or a built-in name such as ``"tiny"``."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..config import ConfigMixin, check_choice
+from ..models.dit import SpacetimeDiT
+from ..models.vae import CausalVAE3D
+from ..sampling import SAMPLERS, SCHEDULES, as_velocity_denoiser, shifted_sigmas
+from ..sampling.flow import Denoiser
+from .base import BasePipeline, Capabilities, Family, SamplingOptions
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+PIPELINE_FILE = "pipeline.json"
+CAPABILITIES = Capabilities(
+    family="vidcore",
+    schedules=tuple(SCHEDULES),
+    samplers=tuple(SAMPLERS),
+    video_to_video=True,
+    tiling=True,
+)
+
+
+@dataclass(frozen=True)
+class PipelineConfig(ConfigMixin):
+    """What a model folder declares besides its weights: text encoder and generation defaults."""
+
+    name: str = "tiny"
+    text_encoder: str = "minilm"
+    num_frames: int = 17
+    height: int = 64
+    width: int = 64
+    steps: int = 20
+    guidance: float = 4.0
+    guidance_rescale: float = 0.0
+    shift: float = 1.0
+    sampler: str = "euler"
+    schedule: str = "flow"
+    pyramid_stages: int = 3
+    fps: float = 8.0
+
+    def __post_init__(self) -> None:
+        check_choice("PipelineConfig.schedule", self.schedule, tuple(SCHEDULES))
+        check_choice("PipelineConfig.sampler", self.sampler, tuple(SAMPLERS))
+        for name in ("num_frames", "height", "width", "steps", "pyramid_stages"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"PipelineConfig.{name}={value!r} must be a positive integer")
+        if not (math.isfinite(self.guidance) and self.guidance >= 1.0):
+            raise ValueError(f"PipelineConfig.guidance={self.guidance!r} must be >= 1 (1 = no guidance)")
+        if not 0.0 <= self.guidance_rescale <= 1.0:
+            raise ValueError(f"PipelineConfig.guidance_rescale={self.guidance_rescale!r} must be in [0, 1]")
+        for name in ("shift", "fps"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"PipelineConfig.{name}={value!r} must be a finite number > 0")
+
+
+def builtin_models() -> dict[str, Path]:
+    """Models shipped inside the package: name -> folder under ``vidcore/weights``."""
+    if not WEIGHTS_DIR.is_dir():
+        return {}
+    return {p.name: p for p in sorted(WEIGHTS_DIR.iterdir()) if (p / PIPELINE_FILE).is_file()}
+
+
+def check_generation_size(
+    vae: CausalVAE3D, dit: SpacetimeDiT, num_frames: int, height: int, width: int, pyramid_levels: int = 1
+) -> tuple[int, int, int, int]:
+    """Latent ``(C, T', H', W')`` of a clip; raises listing valid sizes when the model can't take it."""
+    c, t, h, w = vae.latent_shape(num_frames, height, width)
+    p_t, p_s = dit.config.patch_t, dit.config.patch_s
+    step = vae.config.spatial_compression * p_s * 2 ** (pyramid_levels - 1)
+    for name, value in (("height", height), ("width", width)):
+        if value % step:
+            lo = max(step, value // step * step)
+            why = f" ({pyramid_levels} pyramid stages)" if pyramid_levels > 1 else ""
+            raise ValueError(
+                f"{name}={value} must be a multiple of {step} for this model{why} (e.g. {lo}, {lo + step})"
+            )
+    if t % p_t:
+        r = vae.config.temporal_compression
+        valid = [1 + r * (p_t * k - 1) for k in range(1, 6)]
+        raise ValueError(
+            f"num_frames={num_frames} gives {t} latent frames, not a multiple of {p_t} (try {valid})"
+        )
+    return c, t, h, w
+
+
+def prediction_denoiser(dit: SpacetimeDiT, full_hw: tuple[int, int] | None = None) -> Denoiser:
+    """The DiT as a velocity denoiser ``model(x, sigma, **cond)``; at reduced resolution (pyramid stages)
+    RoPE positions are scaled onto the full-resolution grid the model was trained on."""
+
+    dtype = next(dit.parameters()).dtype
+
+    def model(x: Tensor, sigma: Tensor, **kwargs: Any) -> Tensor:
+        scale = (1.0, 1.0, 1.0)
+        if full_hw is not None:
+            scale = (1.0, full_hw[0] / x.shape[-2], full_hw[1] / x.shape[-1])
+        # The sampler state stays float32; only the network runs in the model's dtype.
+        return dit(x.to(dtype), sigma, rope_scale=scale, **kwargs).to(x.dtype)
+
+    return as_velocity_denoiser(model, dit.config.prediction)
+
+
+class VideoPipeline(BasePipeline):
+    """Text-to-video (and video-to-video) with a :class:`SpacetimeDiT`, a :class:`CausalVAE3D` and a text
+    encoder."""
+
+    capabilities = CAPABILITIES
+
+    def __init__(
+        self, dit: SpacetimeDiT, vae: CausalVAE3D, text_encoder: Any, config: PipelineConfig
+    ) -> None:
+        if text_encoder.dim != dit.config.text_dim:
+            raise ValueError(
+                f"text encoder width {text_encoder.dim} does not match the DiT's "
+                f"text_dim={dit.config.text_dim}"
+            )
+        if vae.config.latent_channels != dit.config.in_channels:
+            raise ValueError(
+                f"VAE latent_channels={vae.config.latent_channels} != "
+                f"DiT in_channels={dit.config.in_channels}"
+            )
+        self.dit, self.vae, self.text_encoder, self.config = dit, vae, text_encoder, config
+
+    @property
+    def text_dim(self) -> int:
+        return self.dit.config.text_dim
+
+    @property
+    def pooled_text(self) -> bool:
+        return self.dit.config.pooled_text
+
+    @property
+    def latent_channels(self) -> int:
+        return self.dit.config.in_channels
+
+    def default_options(self) -> SamplingOptions:
+        c = self.config
+        return SamplingOptions(
+            steps=c.steps,
+            guidance=c.guidance,
+            guidance_rescale=c.guidance_rescale,
+            shift=c.shift,
+            schedule=c.schedule,
+            sampler=c.sampler,
+            pyramid_stages=c.pyramid_stages,
+        )
+
+    def latent_shape(
+        self, num_frames: int, height: int, width: int, *, pyramid_stages: int = 1, vae: Any = None
+    ) -> tuple[int, int, int, int]:
+        vae = self.vae if vae is None else vae
+        if not isinstance(vae, CausalVAE3D):
+            raise TypeError(f"vae must be a vidcore CausalVAE3D for this model, got {type(vae).__name__}")
+        return check_generation_size(vae, self.dit, num_frames, height, width, pyramid_stages)
+
+    def flow_sigmas(self, steps: int, latent_shape: tuple[int, ...], options: SamplingOptions) -> Tensor:
+        return shifted_sigmas(steps, options.shift)
+
+    def denoiser(
+        self, options: SamplingOptions, latent_shape: tuple[int, ...], fps: float | None = None
+    ) -> Denoiser:
+        full_hw = (latent_shape[-2], latent_shape[-1]) if options.schedule == "pyramidal" else None
+        return prediction_denoiser(self.dit, full_hw)
+
+    def decode(
+        self,
+        latents: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        callback: Callable[[int, int], None] | None = None,
+    ) -> Tensor:
+        return self.vae.decode(latents.to(self.vae.dtype), callback=callback)
+
+
+def load_folder(
+    folder: Path, device: torch.device, dtype: torch.dtype | None, text_encoder: Any = None
+) -> VideoPipeline:
+    """A vidcore model folder -> :class:`VideoPipeline` (the text encoder is the one its config names)."""
+    from ..text import load_text_encoder
+
+    path = Path(folder) / PIPELINE_FILE
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{str(path)!r} is not valid JSON ({e})") from e
+    config = PipelineConfig.from_dict(data)
+    dit = SpacetimeDiT.from_checkpoint(folder / "dit.safetensors", device=device, dtype=dtype)
+    vae = CausalVAE3D.from_checkpoint(folder / "vae.safetensors", device=device, dtype=dtype)
+    return VideoPipeline(dit, vae, load_text_encoder(config.text_encoder, device=device), config)
+
+
+def is_model_folder(path: Path) -> bool:
+    return path.is_dir() and (path / PIPELINE_FILE).is_file()
+
+
+def explain(path: Path) -> str | None:
+    if not path.is_dir():
+        return None
+    return (
+        f"{str(path)!r} is not a vidcore model folder (it needs {PIPELINE_FILE}, dit.safetensors and "
+        "vae.safetensors)"
+    )
+
+
+FAMILY = Family(
+    name="vidcore",
+    capabilities=CAPABILITIES,
+    describe=f"a folder with {PIPELINE_FILE}, dit.safetensors and vae.safetensors",
+    detect=is_model_folder,
+    load=load_folder,
+    explain=explain,
+    builtins=builtin_models,
+    folders=("vidcore", "diffusion_models"),
+)
