@@ -17,7 +17,6 @@ from torch import nn
 import vidcore
 from vidcore.io.video import read_video, write_video
 from vidcore.pipelines import (
-    BasePipeline,
     Capabilities,
     Family,
     Pipeline,
@@ -121,6 +120,8 @@ TOY_FOLDER_KIND = "toy_models"
 
 @dataclass(frozen=True)
 class ToyConfig:
+    steps: int = 3
+    guidance: float = 2.0
     num_frames: int = 3
     height: int = 8
     width: int = 8
@@ -190,7 +191,7 @@ class ToyText(nn.Module):
         return {"text_encoder": self}
 
 
-class ToyPipeline(BasePipeline):
+class ToyPipeline(Pipeline):
     capabilities = Capabilities(family="Toy", schedules=("flow",), samplers=("euler", "heun"))
 
     def __init__(self, folder: Path, device: torch.device, dtype: torch.dtype | None) -> None:
@@ -203,20 +204,8 @@ class ToyPipeline(BasePipeline):
     text_dim = 8
     latent_channels = 4
 
-    def default_options(self):
-        return SamplingOptions(steps=3, guidance=2.0)
-
-    def latent_shape(self, num_frames, height, width, *, pyramid_stages=1, vae=None):
-        return (self.vae if vae is None else vae).latent_shape(num_frames, height, width)
-
-    def flow_sigmas(self, steps, latent_shape, options):
-        return linear_sigmas(steps)
-
     def denoiser(self, options, latent_shape, fps=None):
         return lambda x, sigma, **kw: self.dit(x.to(self.dtype), sigma, **kw).float()
-
-    def decode(self, latents, *, generator=None, callback=None):
-        return self.vae.decode(latents.to(self.vae.dtype), callback=callback)
 
 
 @pytest.fixture()

@@ -51,6 +51,12 @@ def check_positive(name: str, value: int | float) -> None:
         raise ValueError(f"{name}={value!r} must be a positive number")
 
 
+def check_positive_int(name: str, value: object) -> None:
+    """Raise ValueError unless ``value`` is an int >= 1 (bools and floats are refused, not truncated)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}={value!r} must be a positive integer")
+
+
 def check_choice(name: str, value: Any, choices: tuple | list) -> None:
     """Raise ValueError unless ``value`` is one of ``choices``."""
     if value not in choices:

@@ -6,7 +6,6 @@ new module here (plus its models in ``vidcore.models``) and one :func:`register_
 
 from . import builtin, ltx
 from .base import (
-    BasePipeline,
     Capabilities,
     Family,
     Pipeline,
@@ -27,7 +26,6 @@ register_family(builtin.FAMILY)
 register_family(ltx.FAMILY)
 
 __all__ = [
-    "BasePipeline",
     "Capabilities",
     "Family",
     "Pipeline",

@@ -18,15 +18,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..config import ConfigMixin, check_choice
+from ..config import ConfigMixin, check_choice, check_positive_int
 from ..devices import resolve_device
 from ..io.frames import frames_to_video, video_to_frames
-from ..sampling import SAMPLERS, SCHEDULES, CFGDenoiser, sample_pyramidal, split_steps
+from ..sampling import SAMPLERS, SCHEDULES, CFGDenoiser, sample_pyramidal, shifted_sigmas, split_steps
 from ..sampling.flow import Denoiser
 from ..sampling.loop import Callback
 
@@ -43,11 +43,6 @@ def _number(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name}={value!r} must be a number, got {type(value).__name__}")
     return float(value)
-
-
-def _positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}={value!r} must be a positive integer")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,8 +65,8 @@ class SamplingOptions(ConfigMixin):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _positive_int("steps", self.steps)
-        _positive_int("pyramid_stages", self.pyramid_stages)
+        check_positive_int("steps", self.steps)
+        check_positive_int("pyramid_stages", self.pyramid_stages)
         check_seed(self.seed)
         for name in ("guidance", "guidance_rescale", "shift", "denoise"):
             object.__setattr__(self, name, _number(name, getattr(self, name)))
@@ -196,84 +191,21 @@ def initial_noise(shape: tuple[int, ...], seed: int) -> tuple[Tensor, torch.Gene
     return torch.randn(tuple(shape), generator=generator, dtype=torch.float32), generator
 
 
-@runtime_checkable
-class Pipeline(Protocol):
-    """What the CLI, the ComfyUI nodes and scripts may rely on, whatever the family.
+class Pipeline(ABC):
+    """The contract the CLI, the ComfyUI nodes and scripts rely on, whatever the family.
 
-    ``dit`` is the denoising network, ``vae`` the VAE with vidcore's interface over the latents the
-    denoiser sees (``encode(video) -> latents``, ``decode(latents, temporal_chunk=None) -> video``),
-    ``text_encoder`` has ``encode(prompts) -> (emb, mask)``; ``config`` holds the generation defaults
-    (``num_frames``, ``height``, ``width``, ``fps``, ...).
+    Attributes: ``dit`` (the denoising network), ``vae`` (vidcore's VAE interface over the latents the
+    denoiser sees: ``encode(video) -> latents``, ``decode(latents, temporal_chunk=None) -> video``),
+    ``text_encoder`` (``encode(prompts) -> (emb, mask)``), ``config`` (generation defaults: ``num_frames``,
+    ``height``, ``width``, ``fps``, ...) and the class attribute ``capabilities``.
+
+    Shared here: prompt encoding with the unconditional branch, seeded noise, CFG + sampler dispatch,
+    video-to-video and ``generate``. A family supplies its modules, ``text_dim``, ``latent_channels`` and
+    :meth:`denoiser`; it overrides :meth:`latent_shape`, :meth:`flow_sigmas`, :meth:`decode` and
+    :meth:`default_options` where the defaults (the VAE's own shape rule, shifted sigmas, a plain VAE
+    decode, sampling defaults read from ``config``) do not fit. A class that cannot inherit may
+    ``Pipeline.register`` itself after implementing the same methods.
     """
-
-    capabilities: Capabilities
-    config: Any
-    dit: nn.Module
-    vae: Any
-    text_encoder: Any
-
-    @property
-    def device(self) -> torch.device: ...
-
-    @property
-    def dtype(self) -> torch.dtype: ...
-
-    @property
-    def text_dim(self) -> int: ...
-
-    @property
-    def pooled_text(self) -> bool: ...
-
-    @property
-    def latent_channels(self) -> int: ...
-
-    def default_options(self) -> SamplingOptions: ...
-
-    def latent_shape(
-        self, num_frames: int, height: int, width: int, *, pyramid_stages: int = 1, vae: Any = None
-    ) -> tuple[int, int, int, int]: ...
-
-    def encode_text(self, prompts: list[str]) -> TextConditioning: ...
-
-    def encode_prompts(
-        self, prompt: str, negative_prompt: str = "", batch: int = 1
-    ) -> tuple[TextConditioning, TextConditioning]: ...
-
-    def denoiser(
-        self, options: SamplingOptions, latent_shape: tuple[int, ...], fps: float | None = None
-    ) -> Denoiser: ...
-
-    def sample(
-        self,
-        noise: Tensor,
-        cond: TextConditioning,
-        uncond: TextConditioning | None,
-        options: SamplingOptions,
-        *,
-        init_latents: Tensor | None = None,
-        generator: torch.Generator | None = None,
-        fps: float | None = None,
-        callback: Callback | None = None,
-        progress: bool = False,
-    ) -> Tensor: ...
-
-    def decode(
-        self,
-        latents: Tensor,
-        *,
-        generator: torch.Generator | None = None,
-        callback: Callable[[int, int], None] | None = None,
-    ) -> Tensor: ...
-
-    def generate(self, prompt: str, negative_prompt: str = "", **settings: Any) -> Tensor: ...
-
-    def components(self) -> dict[str, nn.Module]: ...
-
-
-class BasePipeline(ABC):
-    """The shared half of :class:`Pipeline`: prompt encoding, noise, CFG + sampler dispatch, video-to-video
-    and ``generate``. A family supplies its modules and four hooks: :meth:`latent_shape`,
-    :meth:`flow_sigmas`, :meth:`denoiser` and :meth:`decode` (plus :meth:`default_options`)."""
 
     capabilities: Capabilities
     config: Any
@@ -320,20 +252,24 @@ class BasePipeline(ABC):
 
     # ---- family hooks ---------------------------------------------------------------------------------
 
-    @abstractmethod
     def default_options(self) -> SamplingOptions:
-        """The model's own sampling defaults (from its config)."""
+        """The model's own sampling defaults: the fields of ``config`` that name a sampling option."""
+        names = [f.name for f in dataclasses.fields(SamplingOptions)]
+        return SamplingOptions(**{n: getattr(self.config, n) for n in names if hasattr(self.config, n)})
 
-    @abstractmethod
     def latent_shape(
         self, num_frames: int, height: int, width: int, *, pyramid_stages: int = 1, vae: Any = None
     ) -> tuple[int, int, int, int]:
         """Latent ``(C, T', H', W')`` of a clip (with ``vae``, default the model's own); raises listing
         valid sizes when the model cannot take it."""
+        if pyramid_stages != 1:
+            raise ValueError(f"pyramid_stages={pyramid_stages}: {self.capabilities.family} models have none")
+        return (self.vae if vae is None else vae).latent_shape(num_frames, height, width)
 
-    @abstractmethod
     def flow_sigmas(self, steps: int, latent_shape: tuple[int, ...], options: SamplingOptions) -> Tensor:
-        """The family's ``schedule="flow"`` noise levels for ``steps`` steps (``steps + 1`` values)."""
+        """The family's ``schedule="flow"`` noise levels for ``steps`` steps (``steps + 1`` values); by
+        default the SD3 shifted schedule with ``options.shift``."""
+        return shifted_sigmas(steps, options.shift)
 
     @abstractmethod
     def denoiser(
@@ -342,7 +278,6 @@ class BasePipeline(ABC):
         """The network as a velocity denoiser ``model(x, sigma, **text_kwargs)`` on float32 latents of
         ``latent_shape`` (the full resolution, also during pyramid stages)."""
 
-    @abstractmethod
     def decode(
         self,
         latents: Tensor,
@@ -350,7 +285,9 @@ class BasePipeline(ABC):
         generator: torch.Generator | None = None,
         callback: Callable[[int, int], None] | None = None,
     ) -> Tensor:
-        """Latents (as sampled) -> video ``[B, 3, T, H, W]`` in about -1..1."""
+        """Latents (as sampled) -> video ``[B, 3, T, H, W]`` in about -1..1 (``callback(done, total)`` per
+        chunk); ``generator`` feeds decoders that inject noise."""
+        return self.vae.decode(latents.to(self.vae.dtype), callback=callback)
 
     # ---- shared steps ---------------------------------------------------------------------------------
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,12 +12,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..config import ConfigMixin, check_choice
+from ..config import ConfigMixin, check_choice, check_positive_int
 from ..models.dit import SpacetimeDiT
 from ..models.vae import CausalVAE3D
-from ..sampling import SAMPLERS, SCHEDULES, as_velocity_denoiser, shifted_sigmas
+from ..sampling import SAMPLERS, SCHEDULES, as_velocity_denoiser
 from ..sampling.flow import Denoiser
-from .base import BasePipeline, Capabilities, Family, SamplingOptions
+from .base import Capabilities, Family, Pipeline, SamplingOptions
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 PIPELINE_FILE = "pipeline.json"
@@ -53,9 +52,7 @@ class PipelineConfig(ConfigMixin):
         check_choice("PipelineConfig.schedule", self.schedule, tuple(SCHEDULES))
         check_choice("PipelineConfig.sampler", self.sampler, tuple(SAMPLERS))
         for name in ("num_frames", "height", "width", "steps", "pyramid_stages"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"PipelineConfig.{name}={value!r} must be a positive integer")
+            check_positive_int(f"PipelineConfig.{name}", getattr(self, name))
         if not (math.isfinite(self.guidance) and self.guidance >= 1.0):
             raise ValueError(f"PipelineConfig.guidance={self.guidance!r} must be >= 1 (1 = no guidance)")
         if not 0.0 <= self.guidance_rescale <= 1.0:
@@ -112,7 +109,7 @@ def prediction_denoiser(dit: SpacetimeDiT, full_hw: tuple[int, int] | None = Non
     return as_velocity_denoiser(model, dit.config.prediction)
 
 
-class VideoPipeline(BasePipeline):
+class VideoPipeline(Pipeline):
     """Text-to-video (and video-to-video) with a :class:`SpacetimeDiT`, a :class:`CausalVAE3D` and a text
     encoder."""
 
@@ -145,18 +142,6 @@ class VideoPipeline(BasePipeline):
     def latent_channels(self) -> int:
         return self.dit.config.in_channels
 
-    def default_options(self) -> SamplingOptions:
-        c = self.config
-        return SamplingOptions(
-            steps=c.steps,
-            guidance=c.guidance,
-            guidance_rescale=c.guidance_rescale,
-            shift=c.shift,
-            schedule=c.schedule,
-            sampler=c.sampler,
-            pyramid_stages=c.pyramid_stages,
-        )
-
     def latent_shape(
         self, num_frames: int, height: int, width: int, *, pyramid_stages: int = 1, vae: Any = None
     ) -> tuple[int, int, int, int]:
@@ -165,23 +150,11 @@ class VideoPipeline(BasePipeline):
             raise TypeError(f"vae must be a vidcore CausalVAE3D for this model, got {type(vae).__name__}")
         return check_generation_size(vae, self.dit, num_frames, height, width, pyramid_stages)
 
-    def flow_sigmas(self, steps: int, latent_shape: tuple[int, ...], options: SamplingOptions) -> Tensor:
-        return shifted_sigmas(steps, options.shift)
-
     def denoiser(
         self, options: SamplingOptions, latent_shape: tuple[int, ...], fps: float | None = None
     ) -> Denoiser:
         full_hw = (latent_shape[-2], latent_shape[-1]) if options.schedule == "pyramidal" else None
         return prediction_denoiser(self.dit, full_hw)
-
-    def decode(
-        self,
-        latents: Tensor,
-        *,
-        generator: torch.Generator | None = None,
-        callback: Callable[[int, int], None] | None = None,
-    ) -> Tensor:
-        return self.vae.decode(latents.to(self.vae.dtype), callback=callback)
 
 
 def load_folder(

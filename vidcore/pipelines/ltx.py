@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from ..config import ConfigMixin, check_choice, check_positive
+from ..config import ConfigMixin, check_choice, check_positive, check_positive_int
 from ..models.ltx.loading import LTXLayoutError, detect_ltx_layout, load_ltx, read_shapes
 from ..models.ltx.transformer import LTXVideoTransformer, pack_latents, unpack_latents
 from ..models.ltx.vae import LTXVideoVAE
@@ -26,7 +26,7 @@ from ..sampling import SAMPLERS
 from ..sampling.flow import Denoiser
 from ..sampling.schedules import dynamic_sigmas
 from ..text.files import has_tokenizer
-from .base import BasePipeline, Capabilities, Family, SamplingOptions
+from .base import Capabilities, Family, Pipeline, SamplingOptions
 
 CAPABILITIES = Capabilities(
     family="LTX-Video",
@@ -63,9 +63,7 @@ class LTXPipelineConfig(ConfigMixin):
 
     def __post_init__(self) -> None:
         for name in ("num_frames", "height", "width", "steps"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"LTXPipelineConfig.{name}={value!r} must be a positive integer")
+            check_positive_int(f"LTXPipelineConfig.{name}", getattr(self, name))
         check_positive("LTXPipelineConfig.fps", self.fps)
         check_choice("LTXPipelineConfig.schedule", self.schedule, CAPABILITIES.schedules)
         check_choice("LTXPipelineConfig.sampler", self.sampler, CAPABILITIES.samplers)
@@ -269,7 +267,7 @@ class LTXDenoiser:
         return unpack_latents(out.float(), f // pt, h // p, w // p, p, pt)
 
 
-class LTXPipeline(BasePipeline):
+class LTXPipeline(Pipeline):
     """LTX-Video text-to-video; ``generate`` -> frames [T, H, W, 3] in 0..1. ``vae`` is the
     :class:`LTXLatentVAE` (normalised latents), ``vae.vae`` the LTX VAE module."""
 
