@@ -1,21 +1,17 @@
-"""Pipelines: one contract (:mod:`.base`) and one module per model family, registered in order.
+"""Pipelines: one contract (:mod:`.base`), the family registry (:mod:`.registry`) and one module per model
+family, registered in order.
 
 ``load_pipeline(name_or_path)`` asks each registered family whether a path is theirs; a new family is a
 new module here (plus its models in ``vidcore.models``) and one :func:`register_family` call.
 """
 
 from . import builtin, ltx
-from .base import (
-    Capabilities,
+from .base import Capabilities, Pipeline, SamplingOptions, TextConditioning, check_seed, initial_noise
+from .registry import (
     Family,
-    Pipeline,
-    SamplingOptions,
-    TextConditioning,
     builtin_models,
-    check_seed,
     families,
     family_of,
-    initial_noise,
     load_pipeline,
     register_family,
     resolve_model,

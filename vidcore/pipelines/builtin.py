@@ -17,7 +17,8 @@ from ..models.dit import SpacetimeDiT
 from ..models.vae import CausalVAE3D
 from ..sampling import SAMPLERS, SCHEDULES, as_velocity_denoiser
 from ..sampling.flow import Denoiser
-from .base import Capabilities, Family, Pipeline, SamplingOptions
+from .base import Capabilities, Pipeline, SamplingOptions
+from .registry import Family
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 PIPELINE_FILE = "pipeline.json"

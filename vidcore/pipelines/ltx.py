@@ -26,7 +26,8 @@ from ..sampling import SAMPLERS
 from ..sampling.flow import Denoiser
 from ..sampling.schedules import dynamic_sigmas
 from ..text.files import has_tokenizer
-from .base import Capabilities, Family, Pipeline, SamplingOptions
+from .base import Capabilities, Pipeline, SamplingOptions
+from .registry import Family
 
 CAPABILITIES = Capabilities(
     family="LTX-Video",
