@@ -1,17 +1,20 @@
-"""The one place that touches ComfyUI's runtime: progress, interruption, devices, model/input/output folders.
+"""The one place that touches ComfyUI's runtime: progress, interruption, devices, model/input/output folders,
+and model memory (our models registered with ComfyUI's model management: :class:`ModelCache`, :func:`use`).
 
 Every ComfyUI import is lazy and guarded, so the nodes import and run without ComfyUI (tests, scripts):
-progress then goes to tqdm, nothing interrupts (unless a test installs a hook), the device is the CPU and
-folders come from environment variables (``VIDCORE_MODELS_DIR``, ``VIDCORE_INPUT_DIR``,
-``VIDCORE_OUTPUT_DIR``) or from :func:`set_folders`.
+progress then goes to tqdm, nothing interrupts (unless a test installs a hook), the device is the CPU,
+models stay where they were loaded (cached with strong references) and folders come from environment
+variables (``VIDCORE_MODELS_DIR``, ``VIDCORE_INPUT_DIR``, ``VIDCORE_OUTPUT_DIR``) or from :func:`set_folders`.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -267,15 +270,188 @@ class Progress:
         self.close()
 
 
-# -------------------------------------------------------------------------------------------- caching
+# ------------------------------------------------------------------------------------- model memory
+#
+# Inside ComfyUI our models are known to its model management, the way core registers the plain
+# nn.Modules of its text encoders and VAEs (Comfy-Org/ComfyUI comfy/sd.py, CLIP and VAE wrap them in a
+# comfy.model_patcher.ModelPatcher):
+#   * ModelCache.get loads a handle, moves each of its modules to ComfyUI's offload device for the
+#     module's role (where idle weights live: the CPU unless --highvram / --gpu-only) and wraps it in a
+#     ModelPatcher(load_device, offload_device). The patcher is stored on the module itself, so it lives
+#     exactly as long as the weights do.
+#   * use(*handles), called by a node right before it runs models, calls model_management.load_models_gpu:
+#     ComfyUI frees memory for them (offloading other models, ours included), puts them on its device and
+#     lists them in current_loaded_models. From then on POST /free {"unload_models": true} (the UI's
+#     "Unload Models"), memory pressure from a later load_models_gpu (free_memory) and an OOM move their
+#     weights back to the offload device (ModelPatcher.detach / partially_unload).
+#   * Inside ComfyUI the cache holds its handles weakly. As with core's loaders, a model lives as long as
+#     ComfyUI's execution cache keeps the loader node's output: POST /free {"free_memory": true} (which
+#     resets that cache, Comfy-Org/ComfyUI main.py prompt_worker), a changed graph or a changed precision
+#     drop it and the memory comes back. The cache only makes equal requests share one live object.
+# Outside ComfyUI nothing is wrapped, use() does nothing and the cache keeps strong references (LRU).
+
+_PATCHER_ATTR = "_vidcore_comfy_patcher"  # where a module keeps its ModelPatcher (see _manage)
+# Role of a component (by its components() name) -> which offload device ComfyUI uses for it.
+_ROLES = {"vae": "vae", "text_encoder": "text", "captioner": "text", "clip": "text"}
+# Role of a bare nn.Module handle, from the cache kind (the text of the kind before any ":").
+_KIND_ROLES = {"vae": "vae", "text": "text", "captioner": "text", "clip": "text", "clip+text": "text"}
+
+
+def components(handle: Any) -> dict[str, torch.nn.Module]:
+    """The torch modules a model handle runs: ``{"model": handle}`` for an nn.Module, ``handle.components()``
+    for vidcore's pipelines, text encoders, captioners and VAE wrappers, else the handle's nn.Module
+    attributes (e.g. ``ClipBundle.model``)."""
+    if isinstance(handle, torch.nn.Module):
+        return {"model": handle}
+    parts = getattr(handle, "components", None)
+    if callable(parts):
+        found = dict(parts())
+        bad = {k: type(v).__name__ for k, v in found.items() if not isinstance(v, torch.nn.Module)}
+        if bad:
+            raise TypeError(
+                f"{type(handle).__name__}.components() must map names to torch.nn.Module, got {bad}"
+            )
+        return found
+    try:
+        attrs = vars(handle)
+    except TypeError:  # no __dict__ (a tuple, a slotted object): nothing we can manage
+        return {}
+    return {k: v for k, v in attrs.items() if isinstance(v, torch.nn.Module)}
+
+
+def _role(name: str, kind: str = "") -> str:
+    """Role of a component ("diffusion", "text" or "vae") from its name (bare modules: the cache kind)."""
+    if name in _ROLES:
+        return _ROLES[name]
+    return _KIND_ROLES.get(kind.split(":", 1)[0], "diffusion")
+
+
+def _offload_device(mm: Any, role: str) -> torch.device:
+    """ComfyUI's device for idle weights of a role (Comfy-Org/ComfyUI comfy/model_management.py)."""
+    if role == "text":
+        return torch.device(mm.text_encoder_offload_device())
+    if role == "vae":
+        return torch.device(mm.vae_offload_device())
+    return torch.device(mm.unet_offload_device())
+
+
+def weights_device(role: str = "diffusion") -> torch.device:
+    """Where a loader should put freshly loaded weights: inside ComfyUI its offload device for the role
+    ("diffusion", "text", "vae"; the CPU unless --highvram / --gpu-only), since :func:`use` moves them to
+    the compute device when a node runs them; outside ComfyUI the compute device (:func:`torch_device`)."""
+    if role not in ("diffusion", "text", "vae"):
+        raise ValueError(f"role={role!r} must be one of ['diffusion', 'text', 'vae']")
+    mm = _model_management()
+    return _offload_device(mm, role) if mm is not None else torch_device()
+
+
+def _on(t: torch.Tensor, device: torch.device) -> bool:
+    return t.device.type == device.type and (device.index is None or t.device.index == device.index)
+
+
+class _Weights(torch.nn.Module):
+    """The nn.Module a ModelPatcher manages for one of our modules: a container, so that ModelPatcher's
+    bookkeeping attributes (``device``, ``model_loaded_weight_memory``, ... set in ModelPatcher.__init__ and
+    ModelPatcher.load, Comfy-Org/ComfyUI comfy/model_patcher.py) land on it rather than on our module, where a
+    transformers model's read-only ``device`` property would refuse them."""
+
+    def __init__(self, module: torch.nn.Module, device: torch.device) -> None:
+        super().__init__()
+        self.module = module
+        self.device = device
+
+
+_weights_classes: dict[str, type[_Weights]] = {}
+
+
+def _weights_class(module: torch.nn.Module) -> type[_Weights]:
+    """A _Weights subclass named after the module's class, so ComfyUI's log says what it (un)loads
+    ("Requested to load VidCoreSpacetimeDiT")."""
+    name = f"VidCore{type(module).__name__}"
+    if name not in _weights_classes:
+        _weights_classes[name] = type(name, (_Weights,), {"__module__": __name__})
+    return _weights_classes[name]
+
+
+def _manage(mm: Any, module: torch.nn.Module, role: str, load_device: torch.device) -> Any:
+    """The module's ModelPatcher, created on first use: the weights move to the role's offload device."""
+    patcher = module.__dict__.get(_PATCHER_ATTR)
+    if patcher is not None:
+        return patcher
+    from comfy.model_patcher import ModelPatcher  # noqa: PLC0415 - only exists inside ComfyUI
+
+    offload = _offload_device(mm, role)
+    tensors = [*module.parameters(), *module.buffers()]
+    if not all(_on(t, offload) for t in tensors):
+        module.to(offload)
+    patcher = ModelPatcher(
+        _weights_class(module)(module, offload), load_device=torch.device(load_device), offload_device=offload
+    )
+    # Kept on the module (not through nn.Module.__setattr__: it is no submodule): the patcher, its _Weights
+    # and the module are freed together, and ComfyUI only holds weak references to the patcher (LoadedModel).
+    module.__dict__[_PATCHER_ATTR] = patcher
+    return patcher
+
+
+def _register(mm: Any, handle: Any, kind: str, load_device: torch.device) -> list[Any]:
+    """ModelPatchers for every module of a handle (one per module, shared between handles)."""
+    patchers: dict[int, Any] = {}
+    for name, module in components(handle).items():
+        patcher = _manage(mm, module, _role(name, kind), load_device)
+        patchers.setdefault(id(patcher), patcher)
+    return list(patchers.values())
+
+
+def use(*handles: Any, memory_required: int = 0) -> None:
+    """Call right before a node runs models (sampling, text encoding, VAE encode/decode, captioning).
+
+    Inside ComfyUI: ``comfy.model_management.load_models_gpu`` with every module of the handles (None is
+    skipped), fully loaded on ComfyUI's device (our modules cannot run with weights split across devices);
+    ComfyUI frees memory for them first by offloading other models. ``memory_required``: bytes the run needs
+    besides the weights (ComfyUI keeps at least its minimum inference memory free anyway). Outside ComfyUI:
+    nothing (the models already are on the requested device).
+    """
+    mm = _model_management()
+    if mm is None:
+        return
+    if isinstance(memory_required, bool) or not isinstance(memory_required, int) or memory_required < 0:
+        raise ValueError(f"memory_required={memory_required!r} must be an int >= 0 (bytes)")
+    device = torch_device()
+    patchers: dict[int, Any] = {}
+    for handle in handles:
+        if handle is not None:
+            for p in _register(mm, handle, "", device):
+                patchers.setdefault(id(p), p)
+    if patchers:
+        mm.load_models_gpu(list(patchers.values()), memory_required=memory_required, force_full_load=True)
+
+
+class _Entry:
+    """One cached handle: strong outside ComfyUI, weak inside it (ComfyUI owns the lifetime)."""
+
+    __slots__ = ("ident", "_strong", "_weak")
+
+    def __init__(self, ident: tuple, value: Any, weak: bool) -> None:
+        self.ident = ident
+        self._strong = None if weak else value
+        self._weak = weakref.ref(value) if weak else None
+
+    def value(self) -> Any:
+        return self._strong if self._weak is None else self._weak()
 
 
 class ModelCache:
-    """Loaded models kept across runs, keyed by (kind, path, file mtimes, device, dtype); LRU of ``size``."""
+    """Loaded models shared across runs: one entry per (kind, path). A request for other file contents
+    (sizes, mtimes), another device or another dtype replaces the entry, so the cache never holds two
+    copies of one model. Outside ComfyUI the entries are strong references, the least recently used beyond
+    ``size`` dropped; inside ComfyUI they are weak and every module is registered with ComfyUI's model
+    management (see the comment above :func:`components`)."""
 
     def __init__(self, size: int = 4) -> None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size={size!r} must be an int >= 1")
         self.size = size
-        self._items: OrderedDict[tuple, Any] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
         self._lock = threading.Lock()
 
     @staticmethod
@@ -291,20 +467,67 @@ class ModelCache:
             )
         return ()
 
+    def _lookup(self, slot: tuple[str, str], ident: tuple) -> tuple[Any, weakref.ref | None]:
+        """(the live cached value for ``ident`` or None, a weak reference to a replaced live value)."""
+        with self._lock:
+            for key in [k for k, e in self._items.items() if e.value() is None]:
+                del self._items[key]  # weak entries ComfyUI has freed
+            entry = self._items.get(slot)
+            if entry is None:
+                return None, None
+            if entry.ident == ident:
+                self._items.move_to_end(slot)
+                return entry.value(), None
+            del self._items[slot]
+            try:
+                return None, weakref.ref(entry.value())
+            except TypeError:  # not weak-referenceable: nothing to report later
+                return None, None
+
     def get(
-        self, kind: str, path: str | os.PathLike, device: torch.device, dtype: Any, load: Callable[[], Any]
-    ):
-        key = (kind, str(path), self.stamp(path), str(device), str(dtype))
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
+        self,
+        kind: str,
+        path: str | os.PathLike,
+        device: torch.device,
+        dtype: Any,
+        load: Callable[[], Any],
+    ) -> Any:
+        """The handle for (kind, path, device, dtype), calling ``load()`` unless a live one is cached.
+
+        Inside ComfyUI the loaded modules are moved to ComfyUI's offload device and registered with its
+        model management, ``device`` being the device :func:`use` loads them on.
+        """
+        slot, ident = (str(kind), str(path)), (self.stamp(path), str(device), str(dtype))
+        value, replaced = self._lookup(slot, ident)
+        if value is not None:
+            return value
+        mm = _model_management()
+        if replaced is not None and replaced() is not None and mm is not None:
+            gc.collect()  # a module and its ModelPatcher form a reference cycle: free the old copy first
+        if replaced is not None and replaced() is not None:
+            log.info(
+                "vidcore: %s %s is still used elsewhere with other settings; loading %s %s beside it",
+                kind,
+                path,
+                device,
+                dtype,
+            )
+        del replaced
         value = load()
+        weak = mm is not None
+        if weak:
+            _register(mm, value, kind, torch.device(device))
+        try:
+            entry = _Entry(ident, value, weak)
+        except TypeError:  # a handle without weak references is not cached inside ComfyUI
+            log.debug("vidcore: %s handles cannot be weakly referenced; not cached", type(value).__name__)
+            return value
         with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            self._items[slot] = entry
+            self._items.move_to_end(slot)
+            while not weak and sum(e._weak is None for e in self._items.values()) > self.size:
+                oldest = next(k for k, e in self._items.items() if e._weak is None)
+                del self._items[oldest]
         return value
 
     def clear(self) -> None:
@@ -312,7 +535,9 @@ class ModelCache:
             self._items.clear()
 
     def __len__(self) -> int:
-        return len(self._items)
+        """Entries whose model is still alive."""
+        with self._lock:
+            return sum(e.value() is not None for e in self._items.values())
 
 
 MODELS = ModelCache()

@@ -71,8 +71,9 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         "--fps",
         type=float,
         default=None,
-        help="frames per second of the written file (models conditioned on the frame rate, such as "
-        "LTX-Video, are generated at it)",
+        help="frames per second of the written file; "
+        + (" / ".join(f.capabilities.family for f in families() if f.capabilities.fps_conditioning) or "no")
+        + " models are also conditioned on it (default: the model's own)",
     )
     p.add_argument("--format", choices=FORMATS, default=None, help="container (default: from the suffix)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
