@@ -24,11 +24,10 @@ import torch
 
 log = logging.getLogger("vidcore")
 
-# Model folder names we add to ComfyUI's folder_paths (comfyui_host.md §5): our model folders, HF-style
-# LLM/VLM folders (the name other packs use too), and the core diffusion_models folder we also search.
+# Model folder names we add to ComfyUI's folder_paths (Comfy-Org/ComfyUI folder_paths.py): our model
+# folders and HF-style LLM/VLM folders (the name other packs use too).
 MODEL_FOLDER = "vidcore"
 LLM_FOLDER = "LLM"
-SEARCHED_MODEL_FOLDERS = (MODEL_FOLDER, "diffusion_models")
 # CLIP transformers folders for the metrics (CLIP-SIM / CLIP-TC): subfolders of ComfyUI's core clip_vision
 # and text_encoders (which includes models/clip) folders. Both names are built into ComfyUI, so nothing is
 # registered for them; outside ComfyUI they come from set_folders / VIDCORE_MODELS_DIR like the others.
@@ -61,11 +60,16 @@ def _model_management() -> Any | None:
 
 
 def register_model_folders() -> None:
-    """Register ``models/vidcore`` and ``models/LLM`` with ComfyUI (idempotent; no-op outside ComfyUI)."""
+    """Register ``models/vidcore``, ``models/LLM`` and the model folders every registered vidcore family
+    searches (``models/<kind>`` for kinds ComfyUI does not know yet) with ComfyUI (idempotent; no-op outside
+    ComfyUI)."""
     fp = _folder_paths()
     if fp is None:
         return
-    for name in (MODEL_FOLDER, LLM_FOLDER):
+    from vidcore.pipelines import families
+
+    kinds = (MODEL_FOLDER, LLM_FOLDER, *(kind for family in families() for kind in family.folders))
+    for name in dict.fromkeys(kinds):
         default = os.path.join(fp.models_dir, name)
         try:
             known = fp.get_folder_paths(name)
@@ -426,13 +430,23 @@ def use(*handles: Any, memory_required: int = 0) -> None:
         mm.load_models_gpu(list(patchers.values()), memory_required=memory_required, force_full_load=True)
 
 
-class _Entry:
-    """One cached handle: strong outside ComfyUI, weak inside it (ComfyUI owns the lifetime)."""
+def _weakly_referenceable(value: Any) -> bool:
+    try:
+        weakref.ref(value)
+    except TypeError:
+        return False
+    return True
 
-    __slots__ = ("ident", "_strong", "_weak")
+
+class _Entry:
+    """One cached handle (strong outside ComfyUI, weak inside it: ComfyUI owns the lifetime) and weak
+    references to its modules (which can outlive a weak handle until the garbage collector runs)."""
+
+    __slots__ = ("ident", "parts", "_strong", "_weak")
 
     def __init__(self, ident: tuple, value: Any, weak: bool) -> None:
         self.ident = ident
+        self.parts = tuple(weakref.ref(m) for m in components(value).values())
         self._strong = None if weak else value
         self._weak = weakref.ref(value) if weak else None
 
@@ -467,22 +481,20 @@ class ModelCache:
             )
         return ()
 
-    def _lookup(self, slot: tuple[str, str], ident: tuple) -> tuple[Any, weakref.ref | None]:
-        """(the live cached value for ``ident`` or None, a weak reference to a replaced live value)."""
+    def _lookup(self, slot: tuple[str, str], ident: tuple) -> tuple[Any, tuple[weakref.ref, ...]]:
+        """(the live cached value for ``ident`` or None, weak references to the modules of the entry this
+        request replaces)."""
         with self._lock:
-            for key in [k for k, e in self._items.items() if e.value() is None]:
-                del self._items[key]  # weak entries ComfyUI has freed
             entry = self._items.get(slot)
-            if entry is None:
-                return None, None
-            if entry.ident == ident:
-                self._items.move_to_end(slot)
-                return entry.value(), None
-            del self._items[slot]
-            try:
-                return None, weakref.ref(entry.value())
-            except TypeError:  # not weak-referenceable: nothing to report later
-                return None, None
+            if entry is not None:
+                value = entry.value()
+                if value is not None and entry.ident == ident:
+                    self._items.move_to_end(slot)
+                    return value, ()
+                del self._items[slot]
+            for key in [k for k, e in self._items.items() if e.value() is None]:
+                del self._items[key]  # weak entries whose handle ComfyUI has freed
+            return None, () if entry is None else entry.parts
 
     def get(
         self,
@@ -498,30 +510,30 @@ class ModelCache:
         model management, ``device`` being the device :func:`use` loads them on.
         """
         slot, ident = (str(kind), str(path)), (self.stamp(path), str(device), str(dtype))
-        value, replaced = self._lookup(slot, ident)
+        value, old = self._lookup(slot, ident)
         if value is not None:
             return value
+        if any(r() is not None for r in old):
+            # Free the replaced copy before loading the new one. A module and its ModelPatcher form a
+            # reference cycle, so inside ComfyUI only the garbage collector frees them.
+            gc.collect()
+            if any(r() is not None for r in old):
+                log.info(
+                    "vidcore: %s %s is still used elsewhere with other settings; loading %s %s beside it",
+                    kind,
+                    path,
+                    device,
+                    dtype,
+                )
         mm = _model_management()
-        if replaced is not None and replaced() is not None and mm is not None:
-            gc.collect()  # a module and its ModelPatcher form a reference cycle: free the old copy first
-        if replaced is not None and replaced() is not None:
-            log.info(
-                "vidcore: %s %s is still used elsewhere with other settings; loading %s %s beside it",
-                kind,
-                path,
-                device,
-                dtype,
-            )
-        del replaced
         value = load()
         weak = mm is not None
         if weak:
             _register(mm, value, kind, torch.device(device))
-        try:
-            entry = _Entry(ident, value, weak)
-        except TypeError:  # a handle without weak references is not cached inside ComfyUI
+        if weak and not _weakly_referenceable(value):  # a tuple, a slotted object: ComfyUI owns it alone
             log.debug("vidcore: %s handles cannot be weakly referenced; not cached", type(value).__name__)
             return value
+        entry = _Entry(ident, value, weak)
         with self._lock:
             self._items[slot] = entry
             self._items.move_to_end(slot)

@@ -109,7 +109,11 @@ def _cached_clip(clip_name: str, need_text: bool):
     path, device = _host.pick(clip_choices(), clip_name, "clip_name", where), _host.torch_device()
     kind = "clip+text" if need_text else "clip"  # a load without the text check must not serve CLIP-SIM
     return _host.MODELS.get(
-        kind, path, device, torch.float32, lambda: load_clip(path, require_text=need_text, device=device)
+        kind,
+        path,
+        device,
+        torch.float32,
+        lambda: load_clip(path, require_text=need_text, device=_host.weights_device("text")),
     )
 
 
@@ -214,6 +218,7 @@ class VidCoreVideoMetrics:
             )
         clip = None if clip_name in (None, NO_CLIP) else _cached_clip(clip_name, text_prompt is not None)
         _host.check_interrupted()
+        _host.use(clip)
         report = score_video(
             frames, fps=float(fps), prompt=text_prompt, clip=clip, reference=ref, flow_method=flow_method
         )

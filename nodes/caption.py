@@ -96,6 +96,7 @@ class VidCoreCaptionVideo:
         check_image(images)
         with _host.Progress(1, "caption") as bar:
             bar.set(0)  # cancellation point before the (uninterruptible) generate call
+            _host.use(captioner)
             text = captioner.caption(
                 images.float().cpu(),
                 question=question,
@@ -167,5 +168,6 @@ class VidCoreCaptionToPrompt:
         elif captioner is None:
             raise ValueError("mode='vlm' needs the captioner input connected (VidCore Load Captioner)")
         else:
+            _host.use(captioner)
             prompt = rewrite_with_vlm(captioner, caption, style_arg, terms, max_new_tokens, seed, temperature)
         return {"ui": {"text": [prompt]}, "result": (prompt,)}

@@ -57,6 +57,7 @@ class VidCoreTextEncode:
         if not isinstance(text, str):
             raise TypeError(f"text must be a string, got {type(text).__name__}")
         _host.check_interrupted()
+        _host.use(text_encoder)
         with torch.no_grad():
             emb, mask = text_encoder.encode([text])
             pooled = text_encoder.encode_pooled([text])
@@ -128,6 +129,7 @@ class VidCoreVAEEncode:
         }
 
     def encode(self, vae, images, temporal_chunk: int, tile_size: int, tile_overlap: int):
+        _host.use(vae)
         video = image_to_video(images, next(vae.parameters()).device, vae.dtype)
         with _host.Progress(1, "vae encode") as bar, torch.no_grad():
             z = vae.encode(
@@ -160,6 +162,7 @@ class VidCoreVAEDecode:
         }
 
     def decode(self, vae, samples, temporal_chunk: int, tile_size: int, tile_overlap: int):
+        _host.use(vae)
         z = latent_samples(samples, "samples").to(next(vae.parameters()).device)
         with _host.Progress(1, "vae decode") as bar, torch.no_grad():
             video = vae.decode(

@@ -158,7 +158,7 @@ class VidCoreLoadModel:
             path,
             device,
             dtype,
-            lambda: load_pipeline(path, device, dtype, text_encoder=text),
+            lambda: load_pipeline(path, _host.weights_device(), dtype, text_encoder=text),
         )
         # vae: the VAE over the latents this model samples (LTX-Video: normalised latents).
         return (pipe, pipe.vae, pipe.text_encoder)
@@ -196,7 +196,11 @@ class VidCoreLoadVAE:
         path = _host.pick(vae_choices(), vae_name, "vae_name", "model folders and models/vae")
         device, dtype = _device_dtype(precision)
         vae = _host.MODELS.get(
-            "vae", path, device, dtype, lambda: CausalVAE3D.from_checkpoint(path, device=device, dtype=dtype)
+            "vae",
+            path,
+            device,
+            dtype,
+            lambda: CausalVAE3D.from_checkpoint(path, device=_host.weights_device("vae"), dtype=dtype),
         )
         return (vae,)
 
@@ -231,7 +235,11 @@ class VidCoreLoadTextEncoder:
         )
         device, dtype = _device_dtype(precision)
         enc = _host.MODELS.get(
-            "text", target, device, dtype, lambda: load_text_encoder(target, device=device, dtype=dtype)
+            "text",
+            target,
+            device,
+            dtype,
+            lambda: load_text_encoder(target, device=_host.weights_device("text"), dtype=dtype),
         )
         return (enc,)
 
@@ -260,5 +268,11 @@ class VidCoreLoadCaptioner:
 
         path = _host.pick(captioner_choices(), model_name, "model_name", "models/LLM")
         device, dtype = _device_dtype(precision)
-        cap = _host.MODELS.get("captioner", path, device, dtype, lambda: load_captioner(path, device, dtype))
+        cap = _host.MODELS.get(
+            "captioner",
+            path,
+            device,
+            dtype,
+            lambda: load_captioner(path, _host.weights_device("text"), dtype),
+        )
         return (cap,)

@@ -98,7 +98,7 @@ def run_sampler(model, positive, negative, latent_image, options):
             f"latent_image has {samples.shape[1]} channels but the model takes "
             f"in_channels={model.latent_channels}; use latents made with this model's VAE"
         )
-    # HOST_USE_PENDING
+    _host.use(model.dit)  # sampling runs the denoiser only (the VAE and text encoder stay offloaded)
     conv = dict(
         text_dim=model.text_dim,
         needs_pooled=model.pooled_text,

@@ -1,5 +1,6 @@
 """End to end in a real ComfyUI (CPU): the pack loads, /object_info lists our nodes, every API workflow runs
-through POST /prompt to a decodable video, /interrupt cancels a run without leaving a file.
+through POST /prompt to a decodable video, /interrupt cancels a run without leaving a file, and POST /free
+gives back the memory of the models our loaders hold (measured as the server's RSS).
 
 Needs ``COMFYUI_DIR`` (a ComfyUI checkout; its python is ``COMFYUI_PYTHON``, else
 ``$COMFYUI_DIR/venv/bin/python``, else this interpreter). The server runs on 127.0.0.1 on a free port,
@@ -37,6 +38,7 @@ pytestmark = pytest.mark.skipif(
 )
 START_TIMEOUT_S = 240
 RUN_TIMEOUT_S = 300
+MIB = 2**20
 
 
 def _python() -> str:
@@ -53,8 +55,11 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, url: str, proc: subprocess.Popen, log: Path, output: Path, started_s: float):
+    def __init__(
+        self, url: str, proc: subprocess.Popen, log: Path, output: Path, models: Path, started_s: float
+    ):
         self.url, self.proc, self.log, self.output, self.started_s = url, proc, log, output, started_s
+        self.models = models
 
     def get(self, path: str):
         with urllib.request.urlopen(self.url + path, timeout=30) as r:
@@ -116,10 +121,14 @@ def server(tmp_path_factory):
         "--user-directory", str(base / "user"), "--database-url", "sqlite:///:memory:",
     ]  # fmt: skip
     env = {**os.environ, "DO_NOT_TRACK": "1", "COMFY_NO_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"}
+    # glibc's malloc raises its mmap threshold (up to 32 MiB) after the first large free, so later tensors
+    # land on the heap, whose freed pages stay in RSS. A fixed threshold maps every tensor over 1 MiB on its
+    # own and unmaps it when freed: the memory test's RSS then follows the live tensors.
+    env["MALLOC_MMAP_THRESHOLD_"] = str(MIB)
     t0 = time.monotonic()
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, cwd=COMFYUI_DIR, stdout=fh, stderr=subprocess.STDOUT, env=env)
-    srv = Server(f"http://127.0.0.1:{port}", proc, log, base / "output", 0.0)
+    srv = Server(f"http://127.0.0.1:{port}", proc, log, base / "output", models, 0.0)
     try:
         while True:
             assert proc.poll() is None, "ComfyUI exited during start:\n" + log.read_text()[-3000:]
@@ -223,3 +232,108 @@ def test_interrupt_stops_the_run_and_leaves_no_file(server):
     assert entry["status"]["status_str"] == "error"
     assert "execution_interrupted" in json.dumps(entry["status"]["messages"])
     assert not (server.output / "cancelled").exists() or not list((server.output / "cancelled").iterdir())
+
+
+# ------------------------------------------------------------------------------------------ model memory
+
+BIG_MODEL = "big"  # models/vidcore/big: the tiny model with a 2048-wide DiT (435 MiB of float32 weights)
+
+
+def _make_big_model(models: Path) -> int:
+    """A copy of the tiny model folder with a large random DiT; returns the DiT's float32 size in bytes."""
+    from vidcore.models.dit import DiTConfig, SpacetimeDiT
+
+    tiny, folder = models / "vidcore" / "tiny", models / "vidcore" / BIG_MODEL
+    text_dim = SpacetimeDiT.from_checkpoint(tiny / "dit.safetensors").config.text_dim
+    torch.manual_seed(0)
+    dit = SpacetimeDiT(
+        DiTConfig(in_channels=4, out_channels=4, width=2048, depth=1, heads=16, text_dim=text_dim, patch_s=1)
+    )
+    size = sum(p.numel() * p.element_size() for p in dit.parameters())
+    if not (folder / "pipeline.json").is_file():
+        folder.mkdir(parents=True)
+        with torch.no_grad():
+            for p in dit.parameters():  # random values: every page of every tensor is really written
+                p.normal_(0.0, 0.02)
+        dit.save(folder / "dit.safetensors")
+        (folder / "vae.safetensors").write_bytes((tiny / "vae.safetensors").read_bytes())
+        config = json.loads((tiny / "pipeline.json").read_text())
+        (folder / "pipeline.json").write_text(json.dumps({**config, "name": BIG_MODEL}))
+    return size
+
+
+def _rss(pid: int) -> int:
+    """Resident set size of a process in bytes (VmRSS in /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS line in /proc/{pid}/status")
+
+
+def _settled_rss(server, timeout_s: float = 30.0) -> int:
+    """The server's RSS once the queue is idle and RSS has stopped moving for a second."""
+    deadline = time.monotonic() + timeout_s
+    last, stable_since = _rss(server.proc.pid), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        queue = server.get("/queue")
+        now = _rss(server.proc.pid)
+        if queue["queue_running"] or queue["queue_pending"] or abs(now - last) > 4 * MIB:
+            last, stable_since = now, time.monotonic()
+        elif time.monotonic() - stable_since >= 1.0:
+            return now
+    return _rss(server.proc.pid)
+
+
+def _free(server) -> int:
+    """POST /free with unload_models + free_memory (the UI's "Unload Models and Execution Cache")."""
+    status, _ = server.post("/free", {"unload_models": True, "free_memory": True})
+    assert status == 200
+    return _settled_rss(server)
+
+
+def _generate(server, model_name: str, precision: str, seed: int = 0) -> int:
+    """Run text-to-video with ``model_name`` at ``precision`` (small and short: the DiT's weights, not its
+    activations, dominate memory); returns the settled RSS afterwards (the loader output stays cached)."""
+    prompt = json.loads((ROOT / "workflows" / "api" / "text_to_video_tiny.json").read_text())
+    for node in prompt.values():
+        inputs = node["inputs"]
+        if node["class_type"] == "VidCoreLoadModel":
+            inputs.update(model_name=model_name, precision=precision)
+        elif node["class_type"] == "VidCoreEmptyVideoLatent":
+            inputs.update(width=16, height=16, num_frames=5)
+        elif node["class_type"] == "VidCoreSampler":
+            inputs.update(steps=2, seed=seed)
+        elif node["class_type"] == "VidCoreSaveVideo":
+            inputs.update(filename_prefix="memory/run")
+    entry = server.wait(server.submit(prompt))
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"], indent=1)[-3000:]
+    return _settled_rss(server)
+
+
+def test_free_gives_back_our_models_memory_and_a_precision_change_keeps_one_copy(server):
+    size = _make_big_model(server.models)
+    _generate(server, "tiny", "fp32")  # imports and first-run allocations, so they do not count below
+    base = _free(server)
+    fp32 = _generate(server, BIG_MODEL, "fp32")
+    # The UI's "Unload Models" alone: ComfyUI unloads (on a GPU: offloads) the models; the loader output
+    # stays in the execution cache, and the next run (another seed) places the same weights again.
+    status, _ = server.post("/free", {"unload_models": True})
+    assert status == 200
+    kept = _generate(server, BIG_MODEL, "fp32", seed=1)
+    freed = _free(server)
+    again = _generate(server, BIG_MODEL, "fp32")
+    bf16 = _generate(server, BIG_MODEL, "bf16")  # replaces the fp32 copy (loader input changed)
+    end = _free(server)
+    mib = lambda b: f"{b / MIB:.0f} MiB"  # noqa: E731
+    print(
+        f"\nDiT {mib(size)} fp32: RSS base {mib(base)}, after load fp32 {mib(fp32)}, after unload_models "
+        f"and a new run {mib(kept)}, after /free {mib(freed)}, fp32 again {mib(again)}, then bf16 "
+        f"{mib(bf16)}, after /free {mib(end)}"
+    )
+    assert fp32 - base > 0.8 * size, "the fp32 model should be resident after the run"
+    assert abs(kept - fp32) < 0.25 * size, "unload_models alone keeps (reuses) the cached loader output"
+    assert kept - freed > 0.8 * size, "POST /free (unload_models + free_memory) must give its memory back"
+    # One copy: bf16 holds half the fp32 bytes; keeping the fp32 copy too would add a full fp32 size on top.
+    assert bf16 - base < 0.5 * size + 0.25 * size, "after a precision change only the bf16 copy may remain"
+    assert bf16 - end > 0.4 * size, "POST /free must give the bf16 copy back as well"
