@@ -220,5 +220,20 @@ def test_checker_finds_cycles_and_ignores_reexports(tmp_path: Path) -> None:
     ]
 
 
+def test_layers_import_downwards_only() -> None:
+    """models/ (modules, configs, checkpoint loading) never imports pipelines/, train/, eval/ or the CLI."""
+    graph = import_graph(ROOT, "vidcore")
+    upper = ("vidcore.pipelines", "vidcore.train", "vidcore.cli", "vidcore.eval")
+    bad = sorted(
+        f"{a} -> {b}"
+        for a, targets in graph.items()
+        if a.startswith("vidcore.models")
+        for b in targets
+        if b.startswith(upper)
+    )
+    assert any(b.startswith("vidcore.models") for b in graph["vidcore.pipelines.ltx"])  # edges are seen
+    assert not bad, "models/ imports upward: " + ", ".join(bad)
+
+
 if __name__ == "__main__":
     print("\n".join(find_cycles(ROOT, "vidcore")) or "no cycles")
