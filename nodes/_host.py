@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from vidcore.devices import resolve_dtype
+
 log = logging.getLogger("vidcore")
 
 # Model folder names we add to ComfyUI's folder_paths (Comfy-Org/ComfyUI folder_paths.py): our model
@@ -33,7 +35,6 @@ LLM_FOLDER = "LLM"
 # registered for them; outside ComfyUI they come from set_folders / VIDCORE_MODELS_DIR like the others.
 CLIP_FOLDERS = ("clip_vision", "text_encoders")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 _fallback_folders: dict[str, list[str]] = {}
 _interrupt_hook: Callable[[], None] | None = None
@@ -203,7 +204,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     if precision == "auto":
         native_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
         return torch.bfloat16 if native_bf16 else torch.float32
-    return _DTYPES[precision]
+    return resolve_dtype(precision)  # vidcore's one reading of dtype names
 
 
 # ------------------------------------------------------------------------------ progress / interruption
