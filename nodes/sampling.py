@@ -87,18 +87,18 @@ def _rescale_input() -> tuple:
     )
 
 
-def run_sampler(model, positive, negative, latent_image, options):
-    """Shared body of both sampler nodes: convert ComfyUI types, draw the seeded noise, run the model's
-    ``sample`` (every family's; what a family cannot do is refused there by name)."""
-    from vidcore.pipelines import initial_noise
-
+def run_sampler(model, positive, negative, latent_image, options, image=None, last_image=None):
+    """Shared body of both sampler nodes: convert ComfyUI types, prepare the seeded initial latents (and the
+    image conditioning), run the model's ``sample`` (every family's; what a family cannot do is refused
+    there by name)."""
     samples = latent_samples(latent_image, "latent_image")
     if samples.shape[1] != model.latent_channels:
         raise ValueError(
             f"latent_image has {samples.shape[1]} channels but the model takes "
             f"in_channels={model.latent_channels}; use latents made with this model's VAE"
         )
-    _host.use(model.dit)  # sampling runs the denoiser only (the VAE and text encoder stay offloaded)
+    # Sampling runs the denoiser only; an image is first encoded by the model's VAE (and image encoder).
+    _host.use(model if image is not None else model.dit)
     conv = dict(
         text_dim=model.text_dim,
         needs_pooled=model.pooled_text,
@@ -109,17 +109,18 @@ def run_sampler(model, positive, negative, latent_image, options):
     cond = from_conditioning(positive, "positive", **conv)
     uncond = from_conditioning(negative, "negative", **conv) if options.guidance != 1.0 else None
     cond, uncond = pad_pair(cond, uncond)
-    noise, generator = initial_noise(tuple(samples.shape), options.seed)
+    prep = model.prepare_latents(tuple(samples.shape), options.seed, image=image, last_image=last_image)
     init = samples if options.denoise < 1.0 else None
     label = f"vidcore sampling ({model.capabilities.family})"
     with _host.Progress(options.steps, label) as bar, torch.no_grad():
         out = model.sample(
-            noise,
+            prep.noise,
             cond,
             uncond,
             options,
             init_latents=init,
-            generator=generator,
+            generator=prep.generator,
+            image=prep.image,
             callback=bar.sampler_callback(),
         )
     return (make_latent(out.float().to(_host.intermediate_device())),)
@@ -164,7 +165,21 @@ class VidCoreSampler:
                     },
                 ),
                 "guidance_rescale": _rescale_input(),
-            }
+            },
+            # Appended (optional, so saved workflows without them still validate).
+            "optional": {
+                "image": (
+                    "IMAGE",
+                    {
+                        "tooltip": "First frame for image-to-video models (its size must be the video's); "
+                        "models without image conditioning refuse it by name."
+                    },
+                ),
+                "last_image": (
+                    "IMAGE",
+                    {"tooltip": "Last frame, for first-last-frame models (needs image as well)."},
+                ),
+            },
         }
 
     def sample(
@@ -181,6 +196,8 @@ class VidCoreSampler:
         sampler,
         denoise,
         guidance_rescale,
+        image=None,
+        last_image=None,
     ):
         from vidcore.pipelines import SamplingOptions
 
@@ -196,7 +213,7 @@ class VidCoreSampler:
             denoise=denoise,
             seed=seed,
         )
-        return run_sampler(model, positive, negative, latent_image, options)
+        return run_sampler(model, positive, negative, latent_image, options, image, last_image)
 
 
 class VidCorePyramidalSampler:

@@ -210,3 +210,52 @@ def test_nodes_load_and_sample_an_ltx_model(comfy_folders, paths):
         N["VidCorePyramidalSampler"]().sample(*args[:5], 2, 1, 3.0, 1.0, 0.0)
     with pytest.raises(ValueError, match="no spatial tiling"):
         N["VidCoreVAEDecode"]().decode(vae, out, 0, 32, -1)
+
+
+def test_ltx_image_to_video_through_the_cli_and_the_sampler_node(comfy_folders, paths, single_pipe, tmp_path):
+    from PIL import Image
+
+    from nodes import NODE_CLASS_MAPPINGS as N
+    from vidcore.cli import main
+    from vidcore.io import read_image, read_video, write_video
+
+    from ._ltx_entry_fixtures import CHECKPOINT, T5
+
+    pixels = (torch.rand(64, 64, 3, generator=torch.Generator().manual_seed(2)) * 255).to(torch.uint8)
+    png = tmp_path / "first.png"
+    Image.fromarray(pixels.numpy()).save(png)
+    image = read_image(png)
+    assert image.shape == (1, 64, 64, 3) and torch.equal(image[0], pixels.float() / 255)
+    # CLI: --image, size taken from the image; the file holds what the library generates
+    out = tmp_path / "i2v.webp"
+    argv = [
+        "generate",
+        "a fox",
+        "-o",
+        str(out),
+        "--model",
+        str(paths["single"]),
+        "--text-encoder",
+        str(paths["t5"]),
+    ]
+    assert main([*argv, "--image", str(png), "--frames", "9", "--steps", "2", "--fps", "24"]) == 0
+    want = single_pipe.generate("a fox", image=image, num_frames=9, steps=2, fps=24)
+    ref = write_video(tmp_path / "ref.webp", want, 24.0)
+    assert torch.equal(read_video(out)[0], read_video(ref)[0])
+    # the Sampler node's optional image input: the same latents as generate() (0.9.5 VAE: no decode noise)
+    model, vae, te = N["VidCoreLoadModel"]().load(CHECKPOINT, "fp32", T5)
+    pos = N["VidCoreTextEncode"]().encode(te, "a red fox running")[0]
+    neg = N["VidCoreTextEncode"]().encode(te, "blurry")[0]
+    (latent,) = N["VidCoreEmptyVideoLatent"]().generate(model, vae, 64, 64, 9, 1)
+    sampler = N["VidCoreSampler"]()
+    (lat,) = sampler.sample(model, pos, neg, latent, 7, 2, 3.0, "flow", 1.0, "euler", 1.0, 0.0, image)
+    (images,) = N["VidCoreVAEDecode"]().decode(vae, lat, 0, 0, -1)
+    frames = model.generate("a red fox running", "blurry", **SIZE, steps=2, guidance=3.0, seed=7, image=image)
+    assert (images - frames).abs().max() < 1e-4 and float(frames.std()) > 0.01
+    (plain,) = sampler.sample(model, pos, neg, latent, 7, 2, 3.0, "flow", 1.0, "euler", 1.0, 0.0)
+    assert (plain["samples"] - lat["samples"]).abs().max() > 1e-3  # the image reached the model
+    with pytest.raises(ValueError, match="last_image needs image"):
+        sampler.sample(model, pos, neg, latent, 7, 2, 3.0, "flow", 1.0, "euler", 1.0, 0.0, None, image)
+    with pytest.raises(ValueError, match=r"image is 64x64 \(WxH\) but the video is 96x64"):
+        (wide,) = N["VidCoreEmptyVideoLatent"]().generate(model, vae, 96, 64, 9, 1)
+        sampler.sample(model, pos, neg, wide, 7, 2, 3.0, "flow", 1.0, "euler", 1.0, 0.0, image)

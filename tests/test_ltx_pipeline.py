@@ -107,3 +107,68 @@ def test_ltx_pipeline_bad_input(pair):
         wide.generate("x", num_frames=9, height=64, width=64, steps=1)
     with pytest.raises(TypeError, match="encode"):
         LTXPipeline(ours.transformer, ours.vae, object())
+
+
+def test_ltx_image_to_video_matches_diffusers(pair):
+    diffusers = pytest.importorskip("diffusers")
+    ref_t, ref_v, ours = pair
+    scheduler = diffusers.FlowMatchEulerDiscreteScheduler(
+        use_dynamic_shifting=True,
+        base_shift=0.95,
+        max_shift=2.05,
+        base_image_seq_len=1024,
+        max_image_seq_len=4096,
+        shift_terminal=0.1,
+    )
+    ref = diffusers.LTXImageToVideoPipeline(
+        scheduler=scheduler, vae=ref_v, text_encoder=None, tokenizer=None, transformer=ref_t
+    )
+    ref.set_progress_bar_config(disable=True)
+    prompt, negative = "a red fox running", "blurry"
+    emb, mask = FakeT5().encode([prompt, negative])
+    image = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(3))  # ComfyUI IMAGE layout
+    seed, shape = 11, (1, 8, 2, 2, 2)
+    # Both draw the posterior sample, the noise and the decode noise from the pipeline generator; diffusers'
+    # VAE then draws its injected noise from the global RNG, ours from the same generator.
+    g = torch.Generator().manual_seed(seed)
+    (
+        torch.randn((1, 8, 1, 2, 2), generator=g),
+        torch.randn(shape, generator=g),
+        torch.randn(shape, generator=g),
+    )
+    torch.set_rng_state(g.get_state())
+    kw = dict(num_frames=9, height=64, width=64, guidance_rescale=0.5)
+    with torch.no_grad():
+        want = ref(
+            image=image.permute(0, 3, 1, 2),
+            prompt_embeds=emb[:1],
+            prompt_attention_mask=mask[:1].long(),
+            negative_prompt_embeds=emb[1:],
+            negative_prompt_attention_mask=mask[1:].long(),
+            num_inference_steps=3,
+            guidance_scale=3.0,
+            generator=torch.Generator().manual_seed(seed),
+            output_type="pt",
+            decode_timestep=0.05,
+            decode_noise_scale=0.025,
+            frame_rate=24,
+            **kw,
+        ).frames[0]  # [T, 3, H, W]
+    got = ours.generate(prompt, negative, image=image, steps=3, guidance=3.0, seed=seed, fps=24, **kw)
+    want = want.permute(0, 2, 3, 1)
+    assert got.shape == (9, 64, 64, 3) and 0.05 < want.std()
+    assert ((want - got).abs().max() / want.abs().max()) < 1e-5
+    # the image is used, and its size is the video's unless given
+    other = ours.generate(
+        prompt, negative, image=image.flip(1), steps=3, guidance=3.0, seed=seed, fps=24, **kw
+    )
+    assert (other - got).abs().max() > 1e-4
+    same_size = dict(kw, height=None, width=None)
+    assert torch.equal(
+        ours.generate(prompt, negative, image=image, steps=3, guidance=3.0, seed=seed, fps=24, **same_size),
+        got,
+    )
+    with pytest.raises(ValueError, match=r"image is 64x64 \(WxH\) but the video is 96x64"):
+        ours.generate(prompt, image=image, steps=1, num_frames=9, height=64, width=96)
+    with pytest.raises(ValueError, match="last_image .* is not supported by LTX-Video models"):
+        ours.generate(prompt, image=image, last_image=image, steps=1, num_frames=9)

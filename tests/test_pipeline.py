@@ -107,6 +107,10 @@ def test_bad_sizes_and_names_are_clear_errors(pipe):
         pipe.generate(None)
     with pytest.raises(ValueError, match="seed=3.9 must be an integer"):
         pipe.generate("x", seed=3.9)
+    with pytest.raises(
+        ValueError, match="image .image-to-video. is not supported by vidcore models; image-to-vi"
+    ):
+        pipe.generate("x", image=torch.zeros(1, 16, 16, 3))
     with pytest.raises(ValueError, match="frames contain NaN"):
         pipe.generate("x", init_frames=torch.full((5, 16, 16, 3), float("nan")), denoise=0.5)
 

@@ -106,6 +106,20 @@ def test_refusals_are_derived_from_capabilities():
             caps.check(opts)
     with pytest.raises(ValueError, match=r"init_frames \(video-to-video\) is not supported by Toy models"):
         caps.check(SamplingOptions(), init_frames=True)
+    with pytest.raises(ValueError, match=r"image \(image-to-video\) is not supported by Toy models$"):
+        caps.check(SamplingOptions(), image=True)
+    hinted = Capabilities(family="T2V", image_hint="image-to-video needs an I2V checkpoint")
+    with pytest.raises(
+        ValueError, match="not supported by T2V models; image-to-video needs an I2V checkpoint"
+    ):
+        hinted.check(SamplingOptions(), image=True)
+    i2v = Capabilities(family="I2V", image_conditioning=True, requires_image=True)
+    with pytest.raises(ValueError, match=r"I2V models are image-to-video: pass image= \(CLI: --image"):
+        i2v.check(SamplingOptions())
+    with pytest.raises(ValueError, match=r"last_image \(first-last-frame-to-video\) is not supported by I2V"):
+        i2v.check(SamplingOptions(), image=True, last_image=True)
+    with pytest.raises(ValueError, match="last_image needs image"):
+        i2v.check(SamplingOptions(), last_image=True)
     with pytest.raises(ValueError, match="tile_size=32: the Toy VAE has no spatial tiling"):
         caps.check_tiling(32, None)
     with pytest.raises(ValueError, match="Toy capabilities sampler='dpm' must be one of"):
@@ -204,7 +218,7 @@ class ToyPipeline(Pipeline):
     text_dim = 8
     latent_channels = 4
 
-    def denoiser(self, options, latent_shape, fps=None):
+    def denoiser(self, options, latent_shape, fps=None, image=None):
         return lambda x, sigma, **kw: self.dit(x.to(self.dtype), sigma, **kw).float()
 
 

@@ -15,6 +15,8 @@ EPILOG = """examples:
   vidcore generate "a red circle moving right" -o out.mp4
   vidcore generate "a blue square sliding up" -o up.gif --steps 20 --guidance 4 --seed 3
   vidcore generate "green triangle drifting left" -o left.mp4 --schedule pyramidal
+  vidcore generate "the fox turns its head" -o fox.mp4 --model ltx-video-2b-v0.9.5.safetensors \
+      --text-encoder /models/t5-v1_1-xxl --image fox.png --frames 97
   vidcore generate "a fox in the snow" -o fox.mp4 --model ltx-video-2b-v0.9.5.safetensors \
       --text-encoder /models/t5-v1_1-xxl --frames 97 --height 480 --width 704 --steps 30 --device cuda
   vidcore score out.mp4 --prompt "a red circle moving right" --clip /models/clip-vit-base-patch32
@@ -51,6 +53,21 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         "folder (transformers config.json, safetensors, tokenizer) for checkpoints that carry none",
     )
     p.add_argument("--negative", default="", help="negative prompt (the CFG unconditional branch)")
+    takers = [f.capabilities.family for f in families() if f.capabilities.image_conditioning]
+    p.add_argument(
+        "--image",
+        default=None,
+        metavar="FIRST.png",
+        help=f"first frame for image-to-video ({' / '.join(takers) or 'no'} models); its size is the video's "
+        "unless --height/--width are given (then they must match)",
+    )
+    lasts = [f.capabilities.family for f in families() if f.capabilities.last_image_conditioning]
+    p.add_argument(
+        "--last-image",
+        default=None,
+        metavar="LAST.png",
+        help=f"last frame as well (first-last-frame models: {' / '.join(lasts) or 'none registered'})",
+    )
     p.add_argument(
         "--frames", type=int, default=None, help="number of frames (1 + 4k for tiny, 8k + 1 for LTX)"
     )
@@ -83,6 +100,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
 
 def _run_generate(args: argparse.Namespace) -> int:
     from .io.atomic import check_target
+    from .io.image import read_image
     from .io.video import write_video
     from .pipelines import load_pipeline
 
@@ -102,6 +120,8 @@ def _run_generate(args: argparse.Namespace) -> int:
         check_target(out, args.overwrite, flag="--overwrite")
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         raise SystemExit(f"vidcore generate: {e}") from None
+    image = None if args.image is None else read_image(args.image)
+    last = None if args.last_image is None else read_image(args.last_image)
     pipe = load_pipeline(args.model, device=args.device, text_encoder=args.text_encoder)
     frames = pipe.generate(
         args.prompt,
@@ -116,6 +136,8 @@ def _run_generate(args: argparse.Namespace) -> int:
         shift=args.shift,
         sampler=args.sampler,
         fps=args.fps,
+        image=image,
+        last_image=last,
         progress=True,
     )
     fps = args.fps if args.fps is not None else pipe.config.fps

@@ -1,4 +1,5 @@
-"""Video files (PyAV), checkpoints (safetensors), the frames/video tensor layouts and atomic file writes.
+"""Video files (PyAV), still images (Pillow), checkpoints (safetensors), the frames/video tensor layouts and
+atomic file writes.
 
 Names load from their submodules on first use, so ``import vidcore.io`` pulls in neither torch nor PyAV.
 """
@@ -15,6 +16,7 @@ _LAZY = {
     "read_video": "video",
     "unique_path": "video",
     "write_video": "video",
+    "read_image": "image",
     "check_frames": "frames",
     "check_video": "frames",
     "frames_to_video": "frames",

@@ -6,7 +6,16 @@ new module here (plus its models in ``vidcore.models``) and one :func:`register_
 """
 
 from . import builtin, ltx
-from .base import Capabilities, Pipeline, SamplingOptions, TextConditioning, check_seed, initial_noise
+from .base import (
+    Capabilities,
+    ImageConditioning,
+    Pipeline,
+    Prepared,
+    SamplingOptions,
+    TextConditioning,
+    check_seed,
+    initial_noise,
+)
 from .registry import (
     Family,
     builtin_models,
@@ -24,7 +33,9 @@ register_family(ltx.FAMILY)
 __all__ = [
     "Capabilities",
     "Family",
+    "ImageConditioning",
     "Pipeline",
+    "Prepared",
     "SamplingOptions",
     "TextConditioning",
     "builtin_models",

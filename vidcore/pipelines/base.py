@@ -15,14 +15,14 @@ import logging
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..config import ConfigMixin, check_choice, check_positive_int
-from ..io.frames import frames_to_video, video_to_frames
+from ..io.frames import check_frames, frames_to_video, video_to_frames
 from ..sampling import SAMPLERS, SCHEDULES, CFGDenoiser, sample_pyramidal, shifted_sigmas, split_steps
 from ..sampling.flow import Denoiser
 from ..sampling.loop import Callback
@@ -115,7 +115,10 @@ class Capabilities:
     samplers: tuple[str, ...] = tuple(SAMPLERS)
     fixed_shift: bool = True  # False: the family's schedule computes its own shift
     video_to_video: bool = False
-    image_conditioning: bool = False
+    image_conditioning: bool = False  # takes a first-frame image (image-to-video)
+    last_image_conditioning: bool = False  # also a last-frame image (first-last-frame-to-video)
+    requires_image: bool = False  # an image-to-video model that cannot run without one
+    image_hint: str = ""  # which models take an image, for the refusal when this one cannot
     tiling: bool = False  # spatial VAE tiling
     external_text_encoder: bool = (
         False  # takes a separately loaded text encoder (load_pipeline text_encoder=)
@@ -128,9 +131,24 @@ class Capabilities:
         for name in self.samplers:
             check_choice(f"{self.family} capabilities sampler", name, tuple(SAMPLERS))
 
-    def check(self, options: SamplingOptions, init_frames: bool = False) -> None:
+    def check(
+        self,
+        options: SamplingOptions,
+        init_frames: bool = False,
+        image: bool = False,
+        last_image: bool = False,
+    ) -> None:
         """Raise ValueError naming the first option this family cannot honour and what it supports."""
         who = f"{self.family} models"
+        hint = f"; {self.image_hint}" if self.image_hint else ""
+        if last_image and not image:
+            raise ValueError("last_image needs image (the first frame) as well")
+        if image and not self.image_conditioning:
+            raise ValueError(f"image (image-to-video) is not supported by {who}{hint}")
+        if last_image and not self.last_image_conditioning:
+            raise ValueError(f"last_image (first-last-frame-to-video) is not supported by {who}{hint}")
+        if self.requires_image and not image:
+            raise ValueError(f"{who} are image-to-video: pass image= (CLI: --image FIRST.png)")
         if options.schedule not in self.schedules:
             raise ValueError(
                 f"schedule={options.schedule!r} is not supported by {who}; supported: {list(self.schedules)}"
@@ -178,6 +196,49 @@ class TextConditioning:
         if self.pooled is not None:
             out["pooled"] = self.pooled
         return out if device is None else {k: v.to(device) for k, v in out.items()}
+
+
+@dataclass
+class ImageConditioning:
+    """What a family makes of a first (and last) frame image: clean ``latents`` held where ``mask`` is 1
+    (``[B, C, T', H', W']`` and ``[B, 1, T', H', W']``, e.g. LTX-Video's first latent frame), and/or
+    denoiser keyword arguments shared by both CFG branches (e.g. Wan I2V's CLIP tokens and ``y``)."""
+
+    latents: Tensor | None = None
+    mask: Tensor | None = None
+    model_kwargs: dict[str, Tensor] = field(default_factory=dict)
+
+    def mix(self, x: Tensor) -> Tensor:
+        """``x`` with the given latents put back where the mask is 1 (nothing to do without a mask)."""
+        if self.mask is None or self.latents is None:
+            return x
+        return self.latents.to(x) * self.mask.to(x) + x * (1 - self.mask.to(x))
+
+
+@dataclass
+class Prepared:
+    """Initial state of a run: float32 noise (already mixed with any held image latents), the generator
+    the rest of the run draws from, and the image conditioning."""
+
+    noise: Tensor
+    generator: torch.Generator
+    image: ImageConditioning | None = None
+
+
+def image_video(image: Tensor, name: str, height: int, width: int) -> Tensor:
+    """A conditioning image (frames ``[1, H, W, 3]`` or ``[H, W, 3]`` in 0..1, a ComfyUI IMAGE) as video
+    ``[1, 3, 1, H, W]`` in -1..1; its size must be the video's (never resized silently)."""
+    if isinstance(image, Tensor) and image.ndim == 3:
+        image = image[None]
+    frames = check_frames(image, name)
+    if frames.shape[0] != 1:
+        raise ValueError(f"{name} holds {frames.shape[0]} frames; give one image [1, H, W, 3]")
+    if tuple(frames.shape[1:3]) != (height, width):
+        raise ValueError(
+            f"{name} is {frames.shape[2]}x{frames.shape[1]} (WxH) but the video is {width}x{height}: resize "
+            "the image, or generate at its size (unset height/width take the image's size)"
+        )
+    return frames_to_video(frames)
 
 
 def initial_noise(shape: tuple[int, ...], seed: int) -> tuple[Tensor, torch.Generator]:
@@ -270,10 +331,67 @@ class Pipeline(ABC):
 
     @abstractmethod
     def denoiser(
-        self, options: SamplingOptions, latent_shape: tuple[int, ...], fps: float | None = None
+        self,
+        options: SamplingOptions,
+        latent_shape: tuple[int, ...],
+        fps: float | None = None,
+        image: ImageConditioning | None = None,
     ) -> Denoiser:
         """The network as a velocity denoiser ``model(x, sigma, **text_kwargs)`` on float32 latents of
-        ``latent_shape`` (the full resolution, also during pyramid stages)."""
+        ``latent_shape`` (the full resolution, also during pyramid stages); with ``image``, it holds the
+        given latents (``image.mix``) and gives their tokens the timestep the family uses for them."""
+
+    def encode_image(
+        self,
+        image: Tensor,
+        last_image: Tensor | None,
+        latent_shape: tuple[int, ...],
+        generator: torch.Generator,
+    ) -> ImageConditioning:
+        """Conditioning from first (and last) frame videos ``[1, 3, 1, H, W]`` in -1..1; families with
+        ``capabilities.image_conditioning`` implement it (may draw from ``generator``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no image conditioning")
+
+    def prepare_latents(
+        self,
+        shape: tuple[int, ...],
+        seed: int,
+        *,
+        image: Tensor | None = None,
+        last_image: Tensor | None = None,
+        latents: Tensor | None = None,
+    ) -> Prepared:
+        """Seeded initial state for latents of ``shape`` ``[B, C, T', H', W']``: the image conditioning is
+        encoded first (some families sample the VAE posterior from the generator, as their reference
+        pipelines do), then the noise is drawn; ``latents`` replaces the drawn noise."""
+        self.capabilities.check(SamplingOptions(), image=image is not None, last_image=last_image is not None)
+        check_seed(seed)
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        cond = None
+        if image is not None:
+            h, w = self.pixel_size(shape)
+            first = image_video(image, "image", h, w)
+            last = None if last_image is None else image_video(last_image, "last_image", h, w)
+            with torch.no_grad():
+                cond = self.encode_image(first, last, tuple(shape), generator)
+        noise = torch.randn(tuple(shape), generator=generator, dtype=torch.float32)
+        if latents is not None:
+            if tuple(latents.shape) != tuple(shape):
+                raise ValueError(f"latents have shape {tuple(latents.shape)}, expected {tuple(shape)}")
+            noise = latents.float()
+        if cond is not None:
+            noise = cond.mix(noise)
+        return Prepared(noise, generator, cond)
+
+    def pixel_size(self, latent_shape: tuple[int, ...]) -> tuple[int, int]:
+        """(height, width) in pixels of latents of ``latent_shape`` (for checking conditioning images)."""
+        s = self.vae_spatial_ratio
+        return latent_shape[-2] * s, latent_shape[-1] * s
+
+    @property
+    def vae_spatial_ratio(self) -> int:
+        """Pixels per latent cell along height and width."""
+        raise NotImplementedError(f"{type(self).__name__} does not say its VAE's spatial ratio")
 
     def decode(
         self,
@@ -328,15 +446,17 @@ class Pipeline(ABC):
         init_latents: Tensor | None = None,
         generator: torch.Generator | None = None,
         fps: float | None = None,
+        image: ImageConditioning | None = None,
         callback: Callback | None = None,
         progress: bool = False,
     ) -> Tensor:
         """Clean latents from ``noise`` ``[B, C, T', H', W']`` (and ``init_latents`` for video-to-video,
-        noised to the first kept sigma when ``options.denoise`` < 1). The sampler state is float32 on the
-        model's device whatever the model's dtype; the network runs in its own dtype inside."""
+        noised to the first kept sigma when ``options.denoise`` < 1; ``image`` from :meth:`prepare_latents`
+        for image-to-video). The sampler state is float32 on the model's device whatever the model's
+        dtype; the network runs in its own dtype inside."""
         if not isinstance(options, SamplingOptions):
             raise TypeError(f"options must be SamplingOptions, got {type(options).__name__}")
-        self.capabilities.check(options)
+        self.capabilities.check(options, image=image is not None)
         if uncond is None and options.guidance != 1.0:
             raise ValueError("guidance != 1 needs the unconditional (negative prompt) conditioning")
         c = self.latent_channels
@@ -345,7 +465,7 @@ class Pipeline(ABC):
             raise ValueError(f"noise must be latents [B, {c}, T', H', W'], got {got}")
         x = noise.to(self.device, torch.float32)
         shape = tuple(x.shape)
-        base = self.denoiser(options, shape, fps)
+        base = self.denoiser(options, shape, fps, image)
         model = CFGDenoiser(
             base,
             cond.model_kwargs(self.device),
@@ -354,6 +474,8 @@ class Pipeline(ABC):
             options.guidance_rescale,
         )
         disable = not progress
+        # Image tensors shared by both CFG branches (e.g. Wan I2V's CLIP tokens) travel as extra_args.
+        extra = {} if image is None else {k: v.to(self.device) for k, v in image.model_kwargs.items()}
         if options.schedule == "pyramidal":
             if init_latents is not None:
                 raise ValueError("video-to-video (init_latents / denoise < 1) needs schedule='flow'")
@@ -363,6 +485,7 @@ class Pipeline(ABC):
                 x,
                 stage_steps,
                 shift=options.shift,
+                extra_args=extra,
                 generator=generator,
                 callback=callback,
                 disable=disable,
@@ -379,7 +502,10 @@ class Pipeline(ABC):
         elif denoise != 1.0:
             raise ValueError("denoise < 1 needs init_latents (the latents of the input video)")
         solver = SAMPLERS[options.sampler]
-        return solver(model, x, sigmas.to(x.device), callback=callback, disable=disable, generator=generator)
+        out = solver(
+            model, x, sigmas.to(x.device), extra, callback=callback, disable=disable, generator=generator
+        )
+        return out if image is None else image.mix(out)
 
     def generate(
         self,
@@ -399,6 +525,8 @@ class Pipeline(ABC):
         init_frames: Tensor | None = None,
         denoise: float | None = None,
         fps: float | None = None,
+        image: Tensor | None = None,
+        last_image: Tensor | None = None,
         options: SamplingOptions | None = None,
         latents: Tensor | None = None,
         callback: Callback | None = None,
@@ -409,7 +537,9 @@ class Pipeline(ABC):
 
         Sampling settings come from ``options`` (default: the model's :meth:`default_options`), then from
         the keyword arguments that are not None. ``fps`` is the rate the video will play at (families
-        with ``fps_conditioning`` condition on it). ``latents`` replaces the seeded initial noise.
+        with ``fps_conditioning`` condition on it). ``image`` / ``last_image`` (``[1, H, W, 3]`` or
+        ``[H, W, 3]`` in 0..1) condition image-to-video families on the first / last frame; unset
+        ``height`` / ``width`` then take the image's size. ``latents`` replaces the seeded initial noise.
         The empty prompt is allowed (unconditional generation). Same seed, same machine -> same frames.
         """
         if not isinstance(prompt, str) or not isinstance(negative_prompt, str):
@@ -429,8 +559,17 @@ class Pipeline(ABC):
             guidance_rescale=guidance_rescale,
             denoise=denoise,
         )
-        self.capabilities.check(opts, init_frames=init_frames is not None)
+        self.capabilities.check(
+            opts,
+            init_frames=init_frames is not None,
+            image=image is not None,
+            last_image=last_image is not None,
+        )
         cfg = self.config
+        if image is not None and isinstance(image, Tensor) and image.ndim in (3, 4):
+            # The image's size is the video's unless given (checked against the latent grid below).
+            height = image.shape[-3] if height is None else height
+            width = image.shape[-2] if width is None else width
         levels = opts.pyramid_stages if opts.schedule == "pyramidal" else 1
         shape = self.latent_shape(
             cfg.num_frames if num_frames is None else num_frames,
@@ -438,11 +577,10 @@ class Pipeline(ABC):
             cfg.width if width is None else width,
             pyramid_stages=levels,
         )
-        noise, generator = initial_noise((1, *shape), opts.seed)
-        if latents is not None:
-            if tuple(latents.shape) != tuple(noise.shape):
-                raise ValueError(f"latents have shape {tuple(latents.shape)}, expected {tuple(noise.shape)}")
-            noise = latents
+        prep = self.prepare_latents(
+            (1, *shape), opts.seed, image=image, last_image=last_image, latents=latents
+        )
+        noise, generator = prep.noise, prep.generator
         with torch.no_grad():
             cond, uncond = self.encode_prompts(prompt, negative_prompt)
             init_latents = None
@@ -457,6 +595,7 @@ class Pipeline(ABC):
                 init_latents=init_latents,
                 generator=generator,
                 fps=fps,
+                image=prep.image,
                 callback=callback,
                 progress=progress,
             )

@@ -17,13 +17,14 @@ from ..models.dit import SpacetimeDiT
 from ..models.vae import CausalVAE3D
 from ..sampling import SAMPLERS, SCHEDULES, as_velocity_denoiser
 from ..sampling.flow import Denoiser
-from .base import Capabilities, Pipeline, SamplingOptions
+from .base import Capabilities, ImageConditioning, Pipeline, SamplingOptions
 from .registry import Family
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 PIPELINE_FILE = "pipeline.json"
 CAPABILITIES = Capabilities(
     family="vidcore",
+    image_hint="image-to-video needs an LTX-Video checkpoint",
     schedules=tuple(SCHEDULES),
     samplers=tuple(SAMPLERS),
     video_to_video=True,
@@ -151,8 +152,16 @@ class VideoPipeline(Pipeline):
             raise TypeError(f"vae must be a vidcore CausalVAE3D for this model, got {type(vae).__name__}")
         return check_generation_size(vae, self.dit, num_frames, height, width, pyramid_stages)
 
+    @property
+    def vae_spatial_ratio(self) -> int:
+        return self.vae.config.spatial_compression
+
     def denoiser(
-        self, options: SamplingOptions, latent_shape: tuple[int, ...], fps: float | None = None
+        self,
+        options: SamplingOptions,
+        latent_shape: tuple[int, ...],
+        fps: float | None = None,
+        image: ImageConditioning | None = None,
     ) -> Denoiser:
         full_hw = (latent_shape[-2], latent_shape[-1]) if options.schedule == "pyramidal" else None
         return prediction_denoiser(self.dit, full_hw)

@@ -26,7 +26,7 @@ from ..sampling import SAMPLERS
 from ..sampling.flow import Denoiser
 from ..sampling.schedules import dynamic_sigmas
 from ..text.files import has_tokenizer
-from .base import Capabilities, Pipeline, SamplingOptions
+from .base import Capabilities, ImageConditioning, Pipeline, SamplingOptions
 from .registry import Family
 
 CAPABILITIES = Capabilities(
@@ -34,6 +34,7 @@ CAPABILITIES = Capabilities(
     schedules=("flow",),
     samplers=tuple(SAMPLERS),
     fixed_shift=False,
+    image_conditioning=True,
     external_text_encoder=True,
     fps_conditioning=True,
 )
@@ -248,20 +249,36 @@ class LTXLatentVAE:
         return video
 
 
+def raw_dtype(module: nn.Module) -> torch.dtype:
+    return next(module.parameters()).dtype
+
+
 class LTXDenoiser:
     """vidcore denoiser over unpacked latents: ``(x [B,C,F,H,W], sigma [B]) -> velocity`` (float32)."""
 
-    def __init__(self, transformer: LTXVideoTransformer, rope_scale: tuple[float, float, float]) -> None:
+    def __init__(
+        self,
+        transformer: LTXVideoTransformer,
+        rope_scale: tuple[float, float, float],
+        image: ImageConditioning | None = None,
+    ) -> None:
         self.transformer = transformer
         self.rope_scale = rope_scale
+        self.image = image
 
     def __call__(self, x: Tensor, sigma: Tensor, context: Tensor, context_mask: Tensor) -> Tensor:
         cfg = self.transformer.config
         b, _, f, h, w = x.shape
         p, pt = cfg.patch_size, cfg.patch_size_t
         dtype = next(self.transformer.parameters()).dtype
-        tokens = pack_latents(x, p, pt).to(dtype)
         t = (sigma.float() * 1000).to(x.device)  # timesteps are σ·1000, as diffusers' LTXPipeline passes them
+        if self.image is not None and self.image.mask is not None:
+            # Image-to-video (diffusers pipeline_ltx_image2video.py): the given latent frame enters clean and
+            # its tokens get timestep 0, the others t: per-token timesteps t·(1 - mask).
+            x = self.image.mix(x)
+            keep = pack_latents(self.image.mask.to(x), p, pt).squeeze(-1)  # [1|B, S]
+            t = t[:, None] * (1 - keep)
+        tokens = pack_latents(x, p, pt).to(dtype)
         out = self.transformer(
             tokens, context.to(dtype), t, context_mask, f // pt, h // p, w // p, rope_scale=self.rope_scale
         )
@@ -346,14 +363,38 @@ class LTXPipeline(Pipeline):
         f, h, w = latent_shape[-3:]
         return dynamic_sigmas(steps, seq_len=f * h * w)
 
+    @property
+    def vae_spatial_ratio(self) -> int:
+        return self.vae.vae.spatial_ratio
+
     def denoiser(
-        self, options: SamplingOptions, latent_shape: tuple[int, ...], fps: float | None = None
+        self,
+        options: SamplingOptions,
+        latent_shape: tuple[int, ...],
+        fps: float | None = None,
+        image: ImageConditioning | None = None,
     ) -> Denoiser:
         fps = self.config.fps if fps is None else fps
         if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not fps > 0:
             raise ValueError(f"fps={fps!r} must be a number > 0 (the frame rate LTX-Video conditions on)")
         tr, sr = self.vae.vae.temporal_ratio, self.vae.vae.spatial_ratio
-        return LTXDenoiser(self.dit, (tr / fps, float(sr), float(sr)))
+        return LTXDenoiser(self.dit, (tr / fps, float(sr), float(sr)), image)
+
+    def encode_image(
+        self,
+        image: Tensor,
+        last_image: Tensor | None,
+        latent_shape: tuple[int, ...],
+        generator: torch.Generator,
+    ) -> ImageConditioning:
+        """First latent frame = the image's latents, sampled from the VAE posterior with the run's
+        generator and normalised, as diffusers' LTXImageToVideoPipeline.prepare_latents does."""
+        raw = self.vae.vae
+        z = raw.encode(image.to(self.device, raw_dtype(raw)), sample=True, generator=generator).float()
+        z = raw.normalize_latents(z).repeat(latent_shape[0], 1, latent_shape[2], 1, 1)
+        mask = torch.zeros((latent_shape[0], 1, *latent_shape[2:]), device=z.device)
+        mask[:, :, 0] = 1.0
+        return ImageConditioning(latents=z, mask=mask)
 
     def decode(
         self,
