@@ -91,6 +91,8 @@ def run_sampler(model, positive, negative, latent_image, options, image=None, la
     """Shared body of both sampler nodes: convert ComfyUI types, prepare the seeded initial latents (and the
     image conditioning), run the model's ``sample`` (every family's; what a family cannot do is refused
     there by name)."""
+    from vidcore.pipelines import needs_uncond
+
     samples = latent_samples(latent_image, "latent_image")
     if samples.shape[1] != model.latent_channels:
         raise ValueError(
@@ -107,7 +109,7 @@ def run_sampler(model, positive, negative, latent_image, options, image=None, la
         dtype=model.dtype,
     )
     cond = from_conditioning(positive, "positive", **conv)
-    uncond = from_conditioning(negative, "negative", **conv) if options.guidance != 1.0 else None
+    uncond = from_conditioning(negative, "negative", **conv) if needs_uncond(options) else None
     cond, uncond = pad_pair(cond, uncond)
     prep = model.prepare_latents(tuple(samples.shape), options.seed, image=image, last_image=last_image)
     init = samples if options.denoise < 1.0 else None

@@ -58,6 +58,7 @@ def test_sampling_options_are_frozen_keyword_only_and_validated_once():
         (dict(seed=-1), r"seed=-1 must be an integer in \[0, 2\*\*64\)"),
         (dict(seed=True), "seed=True must be an integer"),
         (dict(schedule="pyramidal", sampler="heun"), "sampler='heun': schedule='pyramidal' integrates"),
+        (dict(guidance_2=0.5), r"guidance_2=0.5 must be a finite number >= 1 \(None = guidance\)"),
         (dict(schedule="pyramidal", denoise=0.5), "needs schedule='flow'"),
     ]
     for kwargs, message in cases:
@@ -120,6 +121,8 @@ def test_refusals_are_derived_from_capabilities():
         i2v.check(SamplingOptions(), image=True, last_image=True)
     with pytest.raises(ValueError, match="last_image needs image"):
         i2v.check(SamplingOptions(), last_image=True)
+    with pytest.raises(ValueError, match=r"guidance_2=3.0 is only for two-expert models \(Wan 2.2 A14B\)"):
+        caps.check(SamplingOptions(guidance_2=3.0))
     with pytest.raises(ValueError, match="tile_size=32: the Toy VAE has no spatial tiling"):
         caps.check_tiling(32, None)
     with pytest.raises(ValueError, match="Toy capabilities sampler='dpm' must be one of"):
@@ -317,3 +320,21 @@ def test_cli_and_nodes_never_name_a_family():
                     f"{path.name}: isinstance(..., {named})"
                 )
         assert "getattr(model.config" not in path.read_text(), path.name
+
+
+def test_cfg_scale_can_follow_the_step_sigma():
+    """Two-expert models guide each expert with its own scale: CFGDenoiser's scale_fn picks it per step."""
+    from vidcore.sampling import CFGDenoiser, cfg_combine
+
+    def model(x, sigma, context):
+        return x * context + sigma[:, None]
+
+    x, sig = torch.randn(1, 3), torch.tensor([0.9])
+    c, u = torch.full((1, 1), 2.0), torch.full((1, 1), 0.5)
+    guided = CFGDenoiser(
+        model, {"context": c}, {"context": u}, 5.0, scale_fn=lambda s: 4.0 if s[0] > 0.5 else 3.0
+    )
+    want = cfg_combine(model(x, sig, c), model(x, sig, u), 4.0)
+    assert torch.allclose(guided(x, sig), want)
+    low = torch.tensor([0.2])
+    assert torch.allclose(guided(x, low), cfg_combine(model(x, low, c), model(x, low, u), 3.0))

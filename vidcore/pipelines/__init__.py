@@ -15,6 +15,7 @@ from .base import (
     TextConditioning,
     check_seed,
     initial_noise,
+    needs_uncond,
 )
 from .registry import (
     Family,
@@ -44,6 +45,7 @@ __all__ = [
     "family_of",
     "initial_noise",
     "load_pipeline",
+    "needs_uncond",
     "register_family",
     "resolve_model",
     "unregister_family",

@@ -45,7 +45,8 @@ def _number(name: str, value: object) -> float:
 @dataclass(frozen=True, kw_only=True)
 class SamplingOptions(ConfigMixin):
     """How to sample, validated once. ``guidance`` is the usual CFG scale g (``(1+w)·v_c - w·v_u`` with
-    ``w = g - 1``; 1 = off), ``guidance_rescale`` phi of Lin et al. (2023), ``shift`` the SD3 timestep shift
+    ``w = g - 1``; 1 = off), ``guidance_2`` that of the low-noise expert of two-expert models (Wan 2.2 A14B;
+    None = ``guidance``), ``guidance_rescale`` phi of Lin et al. (2023), ``shift`` the SD3 timestep shift
     (Esser et al. 2024, Eq. 23), ``denoise`` < 1 starts from noised input latents (SDEdit, Meng et al.
     2021), ``pyramid_stages`` the number of resolution stages of ``schedule="pyramidal"``.
 
@@ -53,6 +54,7 @@ class SamplingOptions(ConfigMixin):
 
     steps: int = 20
     guidance: float = 4.0
+    guidance_2: float | None = None
     guidance_rescale: float = 0.0
     shift: float = 1.0
     schedule: str = "flow"
@@ -72,6 +74,12 @@ class SamplingOptions(ConfigMixin):
             raise ValueError(
                 f"guidance={self.guidance!r} must be {finite}>= 1 (1 = no guidance; CFG w = guidance - 1)"
             )
+        if self.guidance_2 is not None:
+            object.__setattr__(self, "guidance_2", _number("guidance_2", self.guidance_2))
+            if not math.isfinite(self.guidance_2) or self.guidance_2 < 1.0:
+                raise ValueError(
+                    f"guidance_2={self.guidance_2!r} must be a finite number >= 1 (None = guidance)"
+                )
         if not 0.0 <= self.guidance_rescale <= 1.0:
             raise ValueError(f"guidance_rescale={self.guidance_rescale!r} must be in [0, 1]")
         if not (math.isfinite(self.shift) and self.shift > 0):
@@ -124,6 +132,7 @@ class Capabilities:
         False  # takes a separately loaded text encoder (load_pipeline text_encoder=)
     )
     fps_conditioning: bool = False  # the denoiser is conditioned on the frame rate
+    expert_guidance: bool = False  # two experts with their own CFG scales (guidance_2)
 
     def __post_init__(self) -> None:
         for name in self.schedules:
@@ -156,6 +165,11 @@ class Capabilities:
         if options.sampler not in self.samplers:
             raise ValueError(
                 f"sampler={options.sampler!r} is not supported by {who}; supported: {list(self.samplers)}"
+            )
+        if options.guidance_2 is not None and not self.expert_guidance:
+            raise ValueError(
+                f"guidance_2={options.guidance_2!r} is only for two-expert models (Wan 2.2 A14B); {who} "
+                "take one guidance scale"
             )
         if not self.fixed_shift and options.shift != 1.0:
             raise ValueError(
@@ -239,6 +253,11 @@ def image_video(image: Tensor, name: str, height: int, width: int) -> Tensor:
             "the image, or generate at its size (unset height/width take the image's size)"
         )
     return frames_to_video(frames)
+
+
+def needs_uncond(options: SamplingOptions) -> bool:
+    """Whether any step of a run with ``options`` evaluates the unconditional branch."""
+    return options.guidance != 1.0 or options.guidance_2 not in (None, 1.0)
 
 
 def initial_noise(shape: tuple[int, ...], seed: int) -> tuple[Tensor, torch.Generator]:
@@ -340,6 +359,10 @@ class Pipeline(ABC):
         """The network as a velocity denoiser ``model(x, sigma, **text_kwargs)`` on float32 latents of
         ``latent_shape`` (the full resolution, also during pyramid stages); with ``image``, it holds the
         given latents (``image.mix``) and gives their tokens the timestep the family uses for them."""
+
+    def guidance_schedule(self, options: SamplingOptions) -> Callable[[Tensor], float] | None:
+        """A CFG scale per step (from the step's sigma), or None for ``options.guidance`` throughout."""
+        return None
 
     def encode_image(
         self,
@@ -457,7 +480,7 @@ class Pipeline(ABC):
         if not isinstance(options, SamplingOptions):
             raise TypeError(f"options must be SamplingOptions, got {type(options).__name__}")
         self.capabilities.check(options, image=image is not None)
-        if uncond is None and options.guidance != 1.0:
+        if uncond is None and needs_uncond(options):
             raise ValueError("guidance != 1 needs the unconditional (negative prompt) conditioning")
         c = self.latent_channels
         if not isinstance(noise, Tensor) or noise.ndim != 5 or noise.shape[1] != c:
@@ -472,6 +495,7 @@ class Pipeline(ABC):
             uncond.model_kwargs(self.device) if uncond is not None else {},
             options.guidance,
             options.guidance_rescale,
+            scale_fn=self.guidance_schedule(options),
         )
         disable = not progress
         # Image tensors shared by both CFG branches (e.g. Wan I2V's CLIP tokens) travel as extra_args.
@@ -590,7 +614,7 @@ class Pipeline(ABC):
             out = self.sample(
                 noise,
                 cond,
-                uncond if opts.guidance != 1.0 else None,
+                uncond if needs_uncond(opts) else None,
                 opts,
                 init_latents=init_latents,
                 generator=generator,

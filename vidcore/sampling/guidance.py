@@ -11,6 +11,7 @@ so g = 1 (w = 0) is the plain conditional prediction and g = 0 (w = -1) the unco
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -64,8 +65,9 @@ class CFGDenoiser:
     time (the sampler's ``extra_args``) are shared by both branches and must not repeat their keys.
     When both branches have the same keys and batch-compatible values (tensors of equal shape, dtype
     and device; other values equal), the model runs ONCE on the batch [uncond; cond]; otherwise twice.
-    ``scale`` is the usual g (1 = no guidance: only the conditional branch is evaluated). ``rescale``
-    is phi of guidance rescale. The result is float32.
+    ``scale`` is the usual g (1 = no guidance: only the conditional branch is evaluated); ``scale_fn``,
+    when given, picks the scale from the step's sigma instead (e.g. one scale per expert of Wan 2.2).
+    ``rescale`` is phi of guidance rescale. The result is float32.
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class CFGDenoiser:
         uncond: dict[str, Any],
         scale: float,
         rescale: float = 0.0,
+        scale_fn: Callable[[Tensor], float] | None = None,
     ) -> None:
         if not callable(model):
             raise TypeError(f"model must be callable, got {type(model).__name__}")
@@ -90,6 +93,7 @@ class CFGDenoiser:
         self.uncond = dict(uncond)
         self.scale = float(scale)
         self.rescale = float(rescale)
+        self.scale_fn = scale_fn
         self.batched = set(cond) == set(uncond) and all(_batchable(uncond[k], cond[k]) for k in cond)
 
     def __call__(self, x: Tensor, sigma: Tensor, **extra_args: Any) -> Tensor:
@@ -97,7 +101,8 @@ class CFGDenoiser:
         if clash:
             raise ValueError(f"extra_args {clash} are already set per branch in cond/uncond; pass them once")
         cond = {**self.cond, **extra_args}
-        if self.scale == 1:
+        scale = self.scale if self.scale_fn is None else float(self.scale_fn(sigma))
+        if scale == 1:
             return self.model(x, sigma, **cond).float()
         uncond = {**self.uncond, **extra_args}
         if self.batched:
@@ -107,4 +112,4 @@ class CFGDenoiser:
         else:
             out_c = self.model(x, sigma, **cond).float()
             out_u = self.model(x, sigma, **uncond).float()
-        return rescale_guidance(cfg_combine(out_c, out_u, self.scale), out_c, self.rescale)
+        return rescale_guidance(cfg_combine(out_c, out_u, scale), out_c, self.rescale)
