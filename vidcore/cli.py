@@ -52,7 +52,11 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         help=f"only for {' / '.join(f.capabilities.family for f in takers) or 'no'} models: a text encoder "
         "folder (transformers config.json, safetensors, tokenizer) for checkpoints that carry none",
     )
-    p.add_argument("--negative", default="", help="negative prompt (the CFG unconditional branch)")
+    p.add_argument(
+        "--negative",
+        default=None,
+        help="negative prompt (the CFG unconditional branch; default: the model's own if any, else empty)",
+    )
     takers = [f.capabilities.family for f in families() if f.capabilities.image_conditioning]
     p.add_argument(
         "--image",

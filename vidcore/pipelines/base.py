@@ -534,7 +534,7 @@ class Pipeline(ABC):
     def generate(
         self,
         prompt: str,
-        negative_prompt: str = "",
+        negative_prompt: str | None = None,
         *,
         num_frames: int | None = None,
         height: int | None = None,
@@ -566,6 +566,9 @@ class Pipeline(ABC):
         ``height`` / ``width`` then take the image's size. ``latents`` replaces the seeded initial noise.
         The empty prompt is allowed (unconditional generation). Same seed, same machine -> same frames.
         """
+        if negative_prompt is None:
+            # The model's own default negative prompt (Wan has one), else the empty prompt.
+            negative_prompt = getattr(self.config, "negative_prompt", "")
         if not isinstance(prompt, str) or not isinstance(negative_prompt, str):
             raise TypeError("prompt and negative_prompt must be strings")
         if prompt.strip() == "":
