@@ -21,6 +21,7 @@ EPILOG = """examples:
       --text-encoder /models/t5-v1_1-xxl --frames 97 --height 480 --width 704 --steps 30 --device cuda
   vidcore score out.mp4 --prompt "a red circle moving right" --clip /models/clip-vit-base-patch32
   vidcore caption clip.mp4 --model /models/SmolVLM2-256M-Video-Instruct --as-prompt
+  vidcore convert Wan2.1_VAE.pth wan21_vae.safetensors
   vidcore train vae --config tiny_vae
   vidcore eval shapes --model tiny
 """
@@ -258,6 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_caption_arguments(p)
     p.set_defaults(func=run_caption)
+    from .io.convert import add_convert_arguments, run_convert
+
+    p = sub.add_parser(
+        "convert", help="convert a .pth/.pt/.ckpt/.bin state dict to .safetensors (tensors only)"
+    )
+    add_convert_arguments(p)
+    p.set_defaults(func=run_convert)
     _add_train(sub)
     _add_eval(sub)
     return parser

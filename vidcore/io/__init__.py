@@ -32,6 +32,7 @@ _LAZY = {
     "read_config": "checkpoint",
     "read_metadata": "checkpoint",
     "save_checkpoint": "checkpoint",
+    "convert_checkpoint": "convert",
 }
 __all__ = sorted(_LAZY)
 

@@ -52,7 +52,11 @@ from .schedules import (
     shifted_sigmas,
     stretch_to_terminal,
     time_shift,
+    timesteps_on_grid,
+    wan_flow_sigmas,
+    wan_flow_timesteps,
 )
+from .unipc import half_log_snr, sample_unipc, unipc_update
 
 __all__ = [
     "SAMPLERS",
@@ -73,6 +77,7 @@ __all__ = [
     "dynamic_sigmas",
     "eps_from_velocity",
     "euler_step",
+    "half_log_snr",
     "latent_pyramid",
     "linear_betas",
     "linear_sigmas",
@@ -88,15 +93,20 @@ __all__ = [
     "sample_euler_ancestral",
     "sample_heun",
     "sample_pyramidal",
+    "sample_unipc",
     "shifted_sigmas",
     "split_steps",
     "stage_sigmas",
     "stretch_to_terminal",
     "time_shift",
+    "timesteps_on_grid",
+    "unipc_update",
     "upsample_nearest",
     "velocity_from_eps",
     "velocity_from_x0",
     "velocity_target",
+    "wan_flow_sigmas",
+    "wan_flow_timesteps",
     "x0_from_eps",
     "x0_from_velocity",
 ]

@@ -19,6 +19,7 @@ from torch import Tensor
 from .flow import Denoiser, add_noise, eps_from_velocity, euler_step, randn_like_on, x0_from_velocity
 from .loop import Callback, call_denoiser, report, step_range
 from .schedules import check_sigmas
+from .unipc import sample_unipc
 
 
 @torch.no_grad()
@@ -124,4 +125,9 @@ def sample_euler_ancestral(
 
 # The sampler registry: name -> sampler. Every entry has the signature
 # (model, x, sigmas, extra_args=None, callback=None, disable=None, generator=None) -> x.
-SAMPLERS = {"euler": sample_euler, "heun": sample_heun, "euler_ancestral": sample_euler_ancestral}
+SAMPLERS = {
+    "euler": sample_euler,
+    "heun": sample_heun,
+    "euler_ancestral": sample_euler_ancestral,
+    "unipc": sample_unipc,
+}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -17,6 +18,11 @@ LTX_MAX_SHIFT = 2.05
 LTX_BASE_SEQ_LEN = 1024
 LTX_MAX_SEQ_LEN = 4096
 LTX_SHIFT_TERMINAL = 0.1
+
+# Wan 2.1 / 2.2 (diffusers UniPCMultistepScheduler with use_flow_sigmas=True): training timesteps and the
+# offset taken off sigma_0 = 1 so that log((1 - sigma) / sigma) stays finite.
+WAN_TRAIN_TIMESTEPS = 1000
+WAN_SIGMA_EPS = 1e-6
 
 # The schedule registry: name -> what it does (CLI help, node tooltips). Families declare in their
 # capabilities which of these they run; "flow" is their own sigma schedule (shifted for vidcore models,
@@ -117,3 +123,60 @@ def check_sigmas(sigmas: Tensor) -> list[float]:
     if any(b > a for a, b in zip(values, values[1:], strict=False)):
         raise ValueError(f"sigmas must be non-increasing (noise -> data), got {values}")
     return values
+
+
+def _wan_flow_grid(n: int, shift: float) -> Tensor:
+    """The N nonzero float64 sigmas of ``wan_flow_sigmas`` (before the float32 rounding)."""
+    _check_steps(n)
+    # np.linspace, not torch.linspace: the two can differ in the last bit, and the timesteps truncate.
+    sigmas = time_shift(torch.from_numpy(np.linspace(1.0, 1.0 / WAN_TRAIN_TIMESTEPS, n + 1)[:-1]), shift)
+    if abs(sigmas[0].item() - 1) < WAN_SIGMA_EPS:
+        sigmas[0] -= WAN_SIGMA_EPS
+    return sigmas
+
+
+def wan_flow_sigmas(n: int, shift: float) -> Tensor:
+    """Wan's flow schedule as diffusers builds it: linspace(1, 1/1000, N + 1)[:-1], time-shifted, the first
+    sigma lowered by 1e-6, then a final 0; float32, N + 1 values.
+
+    Bit-for-bit ``UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
+    flow_shift=shift).set_timesteps(n).sigmas`` (diffusers
+    src/diffusers/schedulers/scheduling_unipc_multistep.py, ``set_timesteps``, ``use_flow_sigmas`` branch).
+    The original grid (Wan-Video/Wan2.1 wan/utils/fm_solvers_unipc.py, ``FlowUniPCMultistepScheduler.
+    set_timesteps``) is linspace(0.999, 0, N + 1)[:-1] (0.999 rounded to float32) with the same shift and
+    no 1e-6 offset, so it starts at shift(0.999) < 1 and ends lower: at N = 50 the last timesteps are
+    [241, 172, 92] for shift 5 ([160, 111, 57] for shift 3) against diffusers' [244, 175, 96]
+    ([162, 113, 60]).
+    """
+    sigmas = _wan_flow_grid(n, shift)
+    return torch.cat([sigmas, sigmas.new_zeros(1)]).float()
+
+
+def wan_flow_timesteps(n: int, shift: float) -> Tensor:
+    """The int64 timesteps diffusers feeds the Wan transformer at the N steps of ``wan_flow_sigmas``:
+    trunc(sigma * 1000) of the float64 sigmas (``scheduler.timesteps``, cast with ``.to(torch.int64)``).
+
+    They are not sigma * 1000: truncation drops up to one unit (sigma_0 = 1 - 1e-6 gives 999, not
+    999.999), and the float32 sigmas a sampler hands its denoiser can truncate one lower still (e.g.
+    N = 3, shift 1: timestep 667 but float32 sigma 0.66699999...). A Wan denoiser that must match diffusers
+    therefore looks its timestep up with ``timesteps_on_grid`` rather than computing it from sigma.
+    """
+    return (_wan_flow_grid(n, shift) * WAN_TRAIN_TIMESTEPS).long()
+
+
+def timesteps_on_grid(sigma: Tensor, sigmas: Tensor, timesteps: Tensor, atol: float = 1e-6) -> Tensor:
+    """The timestep of each per-sample ``sigma`` [B] on a schedule: ``timesteps[k]`` for the nearest
+    ``sigmas[k]`` (``sigmas`` may carry the final 0, which has no timestep). Result on sigma's device."""
+    if timesteps.ndim != 1 or sigmas.ndim != 1 or not 0 <= sigmas.numel() - timesteps.numel() <= 1:
+        raise ValueError(
+            f"sigmas {tuple(sigmas.shape)} and timesteps {tuple(timesteps.shape)} must be 1-D, with one "
+            "timestep per sigma (a final sigma 0 may have none)"
+        )
+    grid = sigmas[: timesteps.numel()].to(device=sigma.device, dtype=torch.float64)
+    gap, index = (sigma.double().reshape(-1, 1) - grid).abs().min(dim=1)
+    if bool((gap > atol).any()):
+        raise ValueError(
+            f"sigma={sigma.tolist()} is not on the schedule {grid.tolist()} (tolerance {atol}); look "
+            "timesteps up only for the sigmas the sampler was given"
+        )
+    return timesteps.to(sigma.device)[index]
