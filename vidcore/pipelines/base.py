@@ -541,6 +541,7 @@ class Pipeline(ABC):
         width: int | None = None,
         steps: int | None = None,
         guidance: float | None = None,
+        guidance_2: float | None = None,
         seed: int | None = None,
         schedule: str | None = None,
         shift: float | None = None,
@@ -579,6 +580,7 @@ class Pipeline(ABC):
         opts = base.with_overrides(
             steps=steps,
             guidance=guidance,
+            guidance_2=guidance_2,
             seed=seed,
             schedule=schedule,
             shift=shift,

@@ -1,0 +1,210 @@
+"""Wan pipelines: a 3-step UniPC + CFG run equals diffusers' WanPipeline / WanImageToVideoPipeline from the
+same seed (tiny random diffusers folders with a tiny umT5, fp32): 2.1 T2V, 2.2 A14B (two experts, one CFG
+scale each), 2.1 I2V (CLIP tokens + k_img branch) and TI2V (first frame held, per-token timesteps); then
+the folder through `vidcore generate` and the ComfyUI nodes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _tiny_hf import make_t5_folder  # noqa: E402
+from _wan_fixtures import CONFIGS, IMAGE_DIM, diffusers  # noqa: E402  (skips without diffusers)
+from _wan_vae_fixtures import tiny_vae  # noqa: E402
+
+from vidcore.pipelines import families, load_pipeline  # noqa: E402
+
+torch.set_num_threads(1)
+TEXT_DIM = 32  # the tiny umT5's width
+PROMPT, NEGATIVE = "a fox runs in the snow", "blurry"
+
+
+def _transformer(variant: str, seed: int):
+    cfg = dict(CONFIGS[variant], text_dim=TEXT_DIM)
+    if variant == "t2v":
+        cfg.update(in_channels=16, out_channels=16)
+    torch.manual_seed(seed)
+    model = diffusers.WanTransformer3DModel(**cfg)
+    g = torch.Generator().manual_seed(seed + 100)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+def _text(root: Path):
+    from transformers import AutoTokenizer, UMT5EncoderModel
+
+    folder = make_t5_folder(root / "umt5", seed=3, umt5=True)
+    return AutoTokenizer.from_pretrained(folder), UMT5EncoderModel.from_pretrained(folder).eval()
+
+
+def _clip(root: Path):
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    torch.manual_seed(7)
+    cfg = CLIPVisionConfig(
+        hidden_size=IMAGE_DIM,
+        projection_dim=IMAGE_DIM,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=32,
+        intermediate_size=16,
+        patch_size=16,
+    )
+    return CLIPVisionModel(cfg).eval(), CLIPImageProcessor(crop_size=32, size=32)
+
+
+def _scheduler(shift: float):
+    return diffusers.UniPCMultistepScheduler(
+        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=shift
+    )
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wan")
+    tok, te = _text(root)
+    out = {}
+    t2v = diffusers.WanPipeline(
+        tokenizer=tok, text_encoder=te, transformer=_transformer("t2v", 1), vae=tiny_vae("2.1", 2),
+        scheduler=_scheduler(3.0),
+    )  # fmt: skip
+    out["t2v"] = (t2v, root / "wan-t2v")
+    a14b = diffusers.WanPipeline(
+        tokenizer=tok, text_encoder=te, transformer=_transformer("t2v", 4),
+        transformer_2=_transformer("t2v", 5), vae=tiny_vae("2.1", 2), scheduler=_scheduler(5.0),
+        boundary_ratio=0.875,
+    )  # fmt: skip
+    out["t2v_a14b"] = (a14b, root / "wan-a14b")
+    clip, processor = _clip(root)
+    i2v = diffusers.WanImageToVideoPipeline(
+        tokenizer=tok, text_encoder=te, transformer=_transformer("i2v", 6), vae=tiny_vae("2.1", 2),
+        scheduler=_scheduler(3.0), image_encoder=clip, image_processor=processor,
+    )  # fmt: skip
+    out["i2v"] = (i2v, root / "wan-i2v")
+    ti2v = diffusers.WanImageToVideoPipeline(
+        tokenizer=tok, text_encoder=te, transformer=_transformer("ti2v", 8), vae=tiny_vae("2.2", 9),
+        scheduler=_scheduler(5.0), expand_timesteps=True,
+    )  # fmt: skip
+    out["ti2v"] = (ti2v, root / "wan-ti2v")
+    for ref, path in out.values():
+        ref.set_progress_bar_config(disable=True)
+        ref.save_pretrained(path)
+    return out
+
+
+def _image(size: int, seed: int = 4):
+    from PIL import Image
+
+    pixels = (torch.rand(size, size, 3, generator=torch.Generator().manual_seed(seed)) * 255).to(torch.uint8)
+    return Image.fromarray(pixels.numpy()), pixels.float()[None] / 255
+
+
+def _close(got: torch.Tensor, want: torch.Tensor) -> None:
+    want = want.permute(0, 2, 3, 1)  # diffusers "pt" frames [T, 3, H, W] -> [T, H, W, 3]
+    assert got.shape == want.shape and float(want.std()) > 0.01
+    assert float((got - want).abs().max() / want.abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize("variant", ["t2v", "t2v_a14b"])
+def test_wan_text_to_video_matches_diffusers(folders, variant):
+    ref, path = folders[variant]
+    pipe = load_pipeline(path)
+    assert pipe.config.variant == variant and pipe.capabilities.family == f"Wan {variant}"
+    extra = {"guidance_scale_2": 2.0} if variant == "t2v_a14b" else {}
+    with torch.no_grad():
+        want = ref(
+            prompt=PROMPT, negative_prompt=NEGATIVE, height=16, width=16, num_frames=9, num_inference_steps=3,
+            guidance_scale=5.0, generator=torch.Generator().manual_seed(0), output_type="pt", **extra,
+        ).frames[0]  # fmt: skip
+    ours = {"guidance_2": 2.0} if variant == "t2v_a14b" else {}
+    got = pipe.generate(PROMPT, NEGATIVE, num_frames=9, height=16, width=16, steps=3, guidance=5.0, **ours)
+    _close(got, want)
+    if variant == "t2v":
+        with pytest.raises(
+            ValueError, match=r"image \(image-to-video\) is not supported by Wan t2v models; "
+        ):
+            pipe.generate(PROMPT, image=torch.zeros(1, 16, 16, 3), num_frames=9, steps=1)
+        with pytest.raises(ValueError, match="guidance_2=2.0 is only for two-expert models"):
+            pipe.generate(PROMPT, num_frames=9, height=16, width=16, steps=1, guidance_2=2.0)
+
+
+@pytest.mark.parametrize("variant", ["i2v", "ti2v"])
+def test_wan_image_to_video_matches_diffusers(folders, variant, monkeypatch):
+    import types
+
+    import diffusers.pipelines.wan.pipeline_wan_i2v as i2v_module
+
+    # diffusers' I2V module calls ftfy (not installed here) unguarded; ftfy.fix_text leaves ASCII prompts as
+    # they are, which is all this test sends.
+    monkeypatch.setattr(i2v_module, "ftfy", types.SimpleNamespace(fix_text=lambda t: t), raising=False)
+    ref, path = folders[variant]
+    pipe = load_pipeline(path)
+    size = 32 if variant == "ti2v" else 16
+    pil, frames = _image(size)
+    with torch.no_grad():
+        want = ref(
+            image=pil, prompt=PROMPT, negative_prompt=NEGATIVE, height=size, width=size, num_frames=9,
+            num_inference_steps=3, guidance_scale=5.0, generator=torch.Generator().manual_seed(0),
+            output_type="pt",
+        ).frames[0]  # fmt: skip
+    got = pipe.generate(PROMPT, NEGATIVE, image=frames, num_frames=9, steps=3, guidance=5.0)
+    _close(got, want)
+    if variant == "i2v":
+        with pytest.raises(ValueError, match=r"Wan i2v models are image-to-video: pass image="):
+            pipe.generate(PROMPT, num_frames=9, height=16, width=16, steps=1)
+
+
+def test_wan_one_expert_only_and_pickles_are_refused(folders, tmp_path):
+    import shutil
+
+    _, path = folders["t2v_a14b"]
+    broken = tmp_path / "one-expert"
+    shutil.copytree(path, broken, ignore=shutil.ignore_patterns("transformer_2"))
+    with pytest.raises(ValueError, match="2.2 A14B model needs both experts"):
+        load_pipeline(broken)
+    pth = tmp_path / "Wan2.1_VAE.pth"
+    pth.write_bytes(b"not read")
+    with pytest.raises(ValueError, match=r"vidcore convert Wan2.1_VAE.pth Wan2.1_VAE.safetensors"):
+        load_pipeline(pth)
+    assert "wan" in [f.name for f in families()]
+
+
+def test_wan_through_the_cli_and_the_nodes(folders, tmp_path):
+    from nodes import NODE_CLASS_MAPPINGS as N
+    from nodes import _host
+    from vidcore.cli import main
+    from vidcore.io import read_video, write_video
+
+    _, path = folders["i2v"]
+    pil, frames = _image(16)
+    png = tmp_path / "first.png"
+    pil.save(png)
+    out = tmp_path / "wan.webp"
+    argv = ["generate", PROMPT, "-o", str(out), "--model", str(path), "--image", str(png), "--frames", "9"]
+    assert main([*argv, "--steps", "2", "--negative", NEGATIVE]) == 0
+    pipe = load_pipeline(path)
+    want = pipe.generate(PROMPT, NEGATIVE, image=frames, num_frames=9, steps=2)
+    ref = write_video(tmp_path / "ref.webp", want, 16.0)
+    assert torch.equal(read_video(out)[0], read_video(ref)[0])
+
+    _host.set_folders(models={"diffusers": [path.parent]})
+    try:
+        assert path.name in N["VidCoreLoadModel"].INPUT_TYPES()["required"]["model_name"][0]
+        model, vae, te = N["VidCoreLoadModel"]().load(path.name, "fp32")
+        pos = N["VidCoreTextEncode"]().encode(te, PROMPT)[0]
+        neg = N["VidCoreTextEncode"]().encode(te, NEGATIVE)[0]
+        (latent,) = N["VidCoreEmptyVideoLatent"]().generate(model, vae, 16, 16, 9, 1)
+        sampler = N["VidCoreSampler"]()
+        (lat,) = sampler.sample(model, pos, neg, latent, 0, 2, 5.0, "flow", 3.0, "unipc", 1.0, 0.0, frames)
+        (images,) = N["VidCoreVAEDecode"]().decode(vae, lat, 0, 0, -1)
+        # the node encodes each prompt alone (umT5 runs on its own rows): equal up to float rounding
+        assert (images - want).abs().max() < 1e-4
+    finally:
+        _host.set_folders(models={})
+        _host.MODELS.clear()

@@ -1,0 +1,25 @@
+"""Wan 2.1 / 2.2 (Wan-Video): transformer, checkpoint loading (pipeline and sampler live elsewhere)."""
+
+from .config import WAN_TRANSFORMER_PRESETS, WanTransformerConfig, wan_transformer_config
+from .loading import (
+    WanLayout,
+    WanLayoutError,
+    detect_wan_layout,
+    load_wan_transformer,
+    read_wan_layout,
+    save_wan_transformer,
+)
+from .transformer import WanTransformer
+
+__all__ = [
+    "WAN_TRANSFORMER_PRESETS",
+    "WanLayout",
+    "WanLayoutError",
+    "WanTransformer",
+    "WanTransformerConfig",
+    "detect_wan_layout",
+    "load_wan_transformer",
+    "read_wan_layout",
+    "save_wan_transformer",
+    "wan_transformer_config",
+]
