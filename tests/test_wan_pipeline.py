@@ -92,6 +92,11 @@ def folders(tmp_path_factory):
         scheduler=_scheduler(5.0), expand_timesteps=True,
     )  # fmt: skip
     out["ti2v"] = (ti2v, root / "wan-ti2v")
+    flf = diffusers.WanImageToVideoPipeline(
+        tokenizer=tok, text_encoder=te, transformer=_transformer("flf2v", 10), vae=tiny_vae("2.1", 2),
+        scheduler=_scheduler(3.0), image_encoder=clip, image_processor=processor,
+    )  # fmt: skip
+    out["flf2v"] = (flf, root / "wan-flf2v")
     for ref, path in out.values():
         ref.set_progress_bar_config(disable=True)
         ref.save_pretrained(path)
@@ -134,7 +139,7 @@ def test_wan_text_to_video_matches_diffusers(folders, variant):
             pipe.generate(PROMPT, num_frames=9, height=16, width=16, steps=1, guidance_2=2.0)
 
 
-@pytest.mark.parametrize("variant", ["i2v", "ti2v"])
+@pytest.mark.parametrize("variant", ["i2v", "flf2v", "ti2v"])
 def test_wan_image_to_video_matches_diffusers(folders, variant, monkeypatch):
     import types
 
@@ -147,14 +152,21 @@ def test_wan_image_to_video_matches_diffusers(folders, variant, monkeypatch):
     pipe = load_pipeline(path)
     size = 32 if variant == "ti2v" else 16
     pil, frames = _image(size)
+    last_pil, last = _image(size, seed=5) if variant == "flf2v" else (None, None)
     with torch.no_grad():
         want = ref(
-            image=pil, prompt=PROMPT, negative_prompt=NEGATIVE, height=size, width=size, num_frames=9,
-            num_inference_steps=3, guidance_scale=5.0, generator=torch.Generator().manual_seed(0),
-            output_type="pt",
+            image=pil, last_image=last_pil, prompt=PROMPT, negative_prompt=NEGATIVE, height=size,
+            width=size, num_frames=9, num_inference_steps=3, guidance_scale=5.0, output_type="pt",
+            generator=torch.Generator().manual_seed(0),
         ).frames[0]  # fmt: skip
-    got = pipe.generate(PROMPT, NEGATIVE, image=frames, num_frames=9, steps=3, guidance=5.0)
+    got = pipe.generate(PROMPT, NEGATIVE, image=frames, last_image=last, num_frames=9, steps=3, guidance=5.0)
     _close(got, want)
+    if variant == "flf2v":
+        assert pipe.config.negative_prompt.startswith("镜头切换，")
+        with pytest.raises(ValueError, match="Wan flf2v models are first-last-frame-to-video: pass last_"):
+            pipe.generate(PROMPT, NEGATIVE, image=frames, num_frames=9, steps=1)
+        other = pipe.generate(PROMPT, NEGATIVE, image=frames, last_image=frames, num_frames=9, steps=3)
+        assert (other - got).abs().max() > 1e-4  # the last frame reached the model
     if variant == "i2v":
         with pytest.raises(ValueError, match=r"Wan i2v models are image-to-video: pass image="):
             pipe.generate(PROMPT, num_frames=9, height=16, width=16, steps=1)

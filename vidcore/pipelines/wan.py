@@ -40,6 +40,16 @@ WAN_NEGATIVE_PROMPT = (
     "手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
 )
 VARIANTS = ("t2v", "i2v", "flf2v", "t2v_a14b", "i2v_a14b", "ti2v")
+# Wan 2.1 I2V / FLF2V prefix the shared negative prompt (Wan-Video/Wan2.1 wan/configs/wan_i2v_14B.py,
+# wan_flf2v_14B.py: "camera shake", "shot change"); Wan 2.2 does not.
+NEGATIVE_PREFIX = {"i2v": "镜头晃动，", "flf2v": "镜头切换，"}
+
+
+def default_negative_prompt(variant: str) -> str:
+    """Wan's default negative prompt for a variant."""
+    return NEGATIVE_PREFIX.get(variant, "") + WAN_NEGATIVE_PROMPT
+
+
 I2V_KINDS = "Wan I2V-14B, FLF2V-14B, 2.2 I2V-A14B or TI2V-5B (or LTX-Video)"
 TEXT_LEN = 512
 
@@ -329,6 +339,11 @@ class WanPipeline(Pipeline):
     ) -> ImageConditioning:
         """As diffusers' WanImageToVideoPipeline.prepare_latents: TI2V holds the image's latent frame; the
         others get ``y`` = [mask 4, latents of (image, zeros..., [last])] and, with CLIP, its tokens."""
+        if self.config.variant == "flf2v" and last_image is None:
+            raise ValueError(
+                "Wan flf2v models are first-last-frame-to-video: pass last_image= as well "
+                "(CLI: --last-image LAST.png)"
+            )
         b, _, f, h, w = latent_shape
         raw = self.vae.vae
         device, dtype = next(raw.parameters()).device, self.vae.dtype
@@ -436,7 +451,7 @@ def load_wan_pipeline(
         variant=variant,
         shift=float(shift) if shift is not None else defaults.shift,
         boundary_ratio=index.get("boundary_ratio") if variant in ("t2v_a14b", "i2v_a14b") else None,
-        negative_prompt=defaults.negative_prompt,
+        negative_prompt=default_negative_prompt(variant),
     )
     return WanPipeline(transformer, vae, text_encoder, config, transformer_2, image_encoder)
 
