@@ -6,7 +6,7 @@ The child builds the model, warms it up on one latent frame, resets the kernel's
 size (the output must exist in full; the working set is what streaming keeps flat). Ratios: vidcore over
 diffusers for the same frame count, and each implementation's 65-frame over its 17-frame run ("x17").
 
-    python benchmarks/bench_wan_vae.py [--version 2.1|2.2|both] [--repeats 1]
+    python benchmarks/bench_wan_vae.py [--version 2.1|2.2|both] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -77,25 +77,41 @@ def child(impl: str, version: str, frames: int) -> None:
     print(json.dumps({"peak_mib": (peak - base) / 1024, "out_mib": out_mib, "seconds": seconds}))
 
 
-def measure(impl: str, version: str, frames: int, repeats: int) -> dict[str, float]:
+def run_child(impl: str, version: str, frames: int) -> dict[str, float]:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", impl, "--version", version]
-    runs = []
-    for _ in range(repeats):
-        res = subprocess.run(cmd + ["--frames", str(frames)], env=env, capture_output=True, text=True)
-        if res.returncode:
-            raise SystemExit(f"child {impl} {version} {frames} failed:\n{res.stderr[-2000:]}")
-        runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
-    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        impl,
+        "--version",
+        version,
+        "--frames",
+        str(frames),
+    ]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if res.returncode:
+        raise SystemExit(f"child {impl} {version} {frames} failed:\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def measure(version: str, repeats: int) -> dict[tuple[str, int], dict[str, float]]:
+    """Medians per (impl, frames); the two implementations alternate order from round to round, so drift
+    of a shared machine hits both alike."""
+    runs: dict[tuple[str, int], list[dict[str, float]]] = {}
+    for rep in range(repeats):
+        for frames in FRAMES:
+            impls = ("diffusers", "vidcore") if rep % 2 == 0 else ("vidcore", "diffusers")
+            for impl in impls:
+                runs.setdefault((impl, frames), []).append(run_child(impl, version, frames))
+    return {key: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for key, rs in runs.items()}
 
 
 def table(version: str, repeats: int) -> None:
     fields, size = SMALL[version]
-    rows = {
-        (impl, f): measure(impl, version, f, repeats) for f in FRAMES for impl in ("diffusers", "vidcore")
-    }
+    rows = measure(version, repeats)
     print(
         f"\nWan {version} VAE decode, small config {fields_summary(fields)}, {size}x{size} frames, fp32 CPU, "
         f"1 thread, median of {repeats} fresh process(es)"
@@ -134,7 +150,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", default="both", choices=("2.1", "2.2", "both"))
-    parser.add_argument("--repeats", type=int, default=1, help="fresh-process runs per cell; medians shown")
+    parser.add_argument("--repeats", type=int, default=3, help="fresh-process runs per cell; medians shown")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--frames", type=int, default=17, help=argparse.SUPPRESS)
     args = parser.parse_args()

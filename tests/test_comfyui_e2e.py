@@ -177,7 +177,7 @@ def _needs_user_weights() -> tuple[str, ...]:
 
 @pytest.mark.parametrize(
     "name",
-    # Workflows that need the user's own weights (LTX-Video) are validated offline in test_workflows.py.
+    # Workflows that need the user's own weights (LTX-Video, Wan) run offline in test_workflows.py.
     sorted(
         p.stem for p in (ROOT / "workflows" / "api").glob("*.json") if p.stem not in _needs_user_weights()
     ),

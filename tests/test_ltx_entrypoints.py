@@ -111,7 +111,7 @@ def test_missing_text_encoder_and_bad_options_are_clear(paths, single_pipe, tmp_
         load_pipeline(paths["single"])
     (tmp_path / "vc").mkdir()
     (tmp_path / "vc" / "pipeline.json").write_text("{}")  # a vidcore model folder (not loaded: refused first)
-    with pytest.raises(ValueError, match="only for LTX-Video checkpoints"):
+    with pytest.raises(ValueError, match="only for LTX-Video / Wan checkpoints"):
         load_pipeline(tmp_path / "vc", text_encoder=paths["t5"])
     with pytest.raises(ValueError, match="does not match the LTX transformer's caption_channels=32"):
         load_pipeline(paths["single"], text_encoder="minilm")

@@ -510,9 +510,9 @@ def test_model_folders_register_in_a_fresh_comfyui(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "folder_paths", fake)
     _host.register_model_folders()
     _host.register_model_folders()
-    # ours, and the folders every registered family searches (checkpoints and diffusion_models are
+    # ours, and the folders every registered family searches (checkpoints, diffusion_models, diffusers are
     # built into a real ComfyUI, where registering them again is a no-op)
-    kinds = ("vidcore", "LLM", "diffusion_models", "checkpoints")
+    kinds = ("vidcore", "LLM", "diffusion_models", "checkpoints", "diffusers")
     assert registry == {k: ([str(tmp_path / k)], set()) for k in kinds}
 
 

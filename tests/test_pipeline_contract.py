@@ -256,7 +256,7 @@ def test_toy_family_loads_and_generates_through_the_contract(toy):
     assert not torch.equal(a, pipe.generate("a toy", seed=2))
     with pytest.raises(ValueError, match="schedule='pyramidal' is not supported by Toy models"):
         pipe.generate("a toy", schedule="pyramidal")
-    with pytest.raises(ValueError, match="only for LTX-Video checkpoints; .* is a Toy model"):
+    with pytest.raises(ValueError, match="only for LTX-Video / Wan checkpoints; .* is a Toy model"):
         load_pipeline(toy, text_encoder="minilm")
     assert set(pipe.components()) == {"dit", "vae", "text_encoder"}
 

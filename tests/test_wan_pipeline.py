@@ -5,109 +5,21 @@ the folder through `vidcore generate` and the ComfyUI nodes."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _tiny_hf import make_t5_folder  # noqa: E402
-from _wan_fixtures import CONFIGS, IMAGE_DIM, diffusers  # noqa: E402  (skips without diffusers)
-from _wan_vae_fixtures import tiny_vae  # noqa: E402
+from vidcore.pipelines import families, load_pipeline
 
-from vidcore.pipelines import families, load_pipeline  # noqa: E402
+from ._wan_pipeline_fixtures import make_wan_folders  # skips the module without diffusers
+from ._wan_pipeline_fixtures import tiny_image as _image
 
 torch.set_num_threads(1)
-TEXT_DIM = 32  # the tiny umT5's width
 PROMPT, NEGATIVE = "a fox runs in the snow", "blurry"
-
-
-def _transformer(variant: str, seed: int):
-    cfg = dict(CONFIGS[variant], text_dim=TEXT_DIM)
-    if variant == "t2v":
-        cfg.update(in_channels=16, out_channels=16)
-    torch.manual_seed(seed)
-    model = diffusers.WanTransformer3DModel(**cfg)
-    g = torch.Generator().manual_seed(seed + 100)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g))
-    return model.eval()
-
-
-def _text(root: Path):
-    from transformers import AutoTokenizer, UMT5EncoderModel
-
-    folder = make_t5_folder(root / "umt5", seed=3, umt5=True)
-    return AutoTokenizer.from_pretrained(folder), UMT5EncoderModel.from_pretrained(folder).eval()
-
-
-def _clip(root: Path):
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
-
-    torch.manual_seed(7)
-    cfg = CLIPVisionConfig(
-        hidden_size=IMAGE_DIM,
-        projection_dim=IMAGE_DIM,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=32,
-        intermediate_size=16,
-        patch_size=16,
-    )
-    return CLIPVisionModel(cfg).eval(), CLIPImageProcessor(crop_size=32, size=32)
-
-
-def _scheduler(shift: float):
-    return diffusers.UniPCMultistepScheduler(
-        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=shift
-    )
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("wan")
-    tok, te = _text(root)
-    out = {}
-    t2v = diffusers.WanPipeline(
-        tokenizer=tok, text_encoder=te, transformer=_transformer("t2v", 1), vae=tiny_vae("2.1", 2),
-        scheduler=_scheduler(3.0),
-    )  # fmt: skip
-    out["t2v"] = (t2v, root / "wan-t2v")
-    a14b = diffusers.WanPipeline(
-        tokenizer=tok, text_encoder=te, transformer=_transformer("t2v", 4),
-        transformer_2=_transformer("t2v", 5), vae=tiny_vae("2.1", 2), scheduler=_scheduler(5.0),
-        boundary_ratio=0.875,
-    )  # fmt: skip
-    out["t2v_a14b"] = (a14b, root / "wan-a14b")
-    clip, processor = _clip(root)
-    i2v = diffusers.WanImageToVideoPipeline(
-        tokenizer=tok, text_encoder=te, transformer=_transformer("i2v", 6), vae=tiny_vae("2.1", 2),
-        scheduler=_scheduler(3.0), image_encoder=clip, image_processor=processor,
-    )  # fmt: skip
-    out["i2v"] = (i2v, root / "wan-i2v")
-    ti2v = diffusers.WanImageToVideoPipeline(
-        tokenizer=tok, text_encoder=te, transformer=_transformer("ti2v", 8), vae=tiny_vae("2.2", 9),
-        scheduler=_scheduler(5.0), expand_timesteps=True,
-    )  # fmt: skip
-    out["ti2v"] = (ti2v, root / "wan-ti2v")
-    flf = diffusers.WanImageToVideoPipeline(
-        tokenizer=tok, text_encoder=te, transformer=_transformer("flf2v", 10), vae=tiny_vae("2.1", 2),
-        scheduler=_scheduler(3.0), image_encoder=clip, image_processor=processor,
-    )  # fmt: skip
-    out["flf2v"] = (flf, root / "wan-flf2v")
-    for ref, path in out.values():
-        ref.set_progress_bar_config(disable=True)
-        ref.save_pretrained(path)
-    return out
-
-
-def _image(size: int, seed: int = 4):
-    from PIL import Image
-
-    pixels = (torch.rand(size, size, 3, generator=torch.Generator().manual_seed(seed)) * 255).to(torch.uint8)
-    return Image.fromarray(pixels.numpy()), pixels.float()[None] / 255
+    return make_wan_folders(tmp_path_factory.mktemp("wan"))
 
 
 def _close(got: torch.Tensor, want: torch.Tensor) -> None:

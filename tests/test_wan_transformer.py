@@ -81,6 +81,22 @@ def test_wan_forward_matches_diffusers_in_every_layout(refs, saved, variant, lay
     assert rel_err(want, got) < TOL
 
 
+def test_wan22_expert_pipeline_folder(tmp_path, caplog):
+    """A 2.2 A14B diffusers pipeline holds two T2V-architecture experts: transformer/ (high noise, what the
+    pipeline folder loads, with a warning) and transformer_2/ (low noise), each loaded on its own."""
+    high, low = fx.tiny_transformer("t2v", seed=11), fx.tiny_transformer("t2v", seed=12)
+    high.save_pretrained(tmp_path / "transformer", safe_serialization=True)
+    low.save_pretrained(tmp_path / "transformer_2", safe_serialization=True)
+    inp = fx.inputs("t2v", seed=2)
+    with caplog.at_level(logging.WARNING, logger="vidcore"):
+        got_high = load_wan_transformer(tmp_path)(**inp)
+    assert "transformer_2" in caplog.text
+    got_low = load_wan_transformer(tmp_path / "transformer_2")(**inp)
+    assert rel_err(fx.diffusers_forward(high, inp), got_high.detach()) < TOL
+    assert rel_err(fx.diffusers_forward(low, inp), got_low.detach()) < TOL
+    assert (got_high - got_low).abs().max() > 0.1
+
+
 @pytest.mark.parametrize("variant", ["i2v", "flf2v", "i2v_a14b"])
 def test_wan_image_inputs_change_the_output(refs, variant):
     """The image branch and y are used: perturbing either moves the velocity (and diffusers agrees)."""
@@ -216,6 +232,21 @@ def test_wan_presets_detected_from_original_shapes(name):
     )
     assert cfg.head_dim == 128 and cfg.rope_dims == (44, 42, 42)
     assert WanTransformerConfig.from_diffusers(cfg.to_diffusers()) == cfg
+
+
+def test_wan_fresh_model_initialisation():
+    """A fresh model (zero-initialised head) predicts zero velocity; the init is seeded by its generator."""
+    cfg = WanTransformerConfig.from_diffusers(fx.CONFIGS["i2v"])
+    model = WanTransformer(cfg).eval()
+    with torch.no_grad():
+        assert torch.equal(model(**fx.inputs("i2v")), torch.zeros(2, 16, 3, 8, 8))
+    states = []
+    for _ in range(2):
+        model.initialize_weights(torch.Generator().manual_seed(4))
+        states.append({k: v.clone() for k, v in model.state_dict().items()})
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert states[0]["blocks.0.attn1.to_q.weight"].std() > 0.01
+    assert torch.equal(states[0]["blocks.0.attn1.to_q.bias"], torch.zeros(24))
 
 
 def test_wan_config_from_diffusers_and_validation(refs):

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from vidcore.io.checkpoint import CheckpointError
+from vidcore.models.wan import load_wan_vae as public_load_wan_vae
 from vidcore.models.wan.vae import WanVAE
 from vidcore.models.wan.vae_config import WAN21_LATENTS_MEAN, WanVAEConfig
 from vidcore.models.wan.vae_loading import (
@@ -78,6 +79,42 @@ def test_wan_vae_decode_matches_diffusers(vaes, version, layout):
     assert got.abs().max() <= 1.0 and (got.abs() == 1.0).any()  # clamped, and the clamp is exercised
 
 
+# The VAEs of diffusers' Wan pipeline tests (tests/pipelines/wan/test_wan.py, test_wan_22.py TI2V).
+PIPELINE_TEST_VAES = {
+    "2.1": dict(
+        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+    ),
+    "2.2": dict(
+        base_dim=3,
+        z_dim=48,
+        in_channels=12,
+        out_channels=12,
+        is_residual=True,
+        patch_size=2,
+        latents_mean=[0.0] * 48,
+        latents_std=[1.0] * 48,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        scale_factor_spatial=16,
+        scale_factor_temporal=4,
+        temperal_downsample=[False, True, True],
+    ),
+}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_wan_vae_matches_diffusers_pipeline_test_vaes(version):
+    torch.manual_seed(0)
+    ref = fx.perturb_(fx.diffusers.AutoencoderKLWan(**PIPELINE_TEST_VAES[version]), 3)
+    ours = WanVAE(WanVAEConfig.from_diffusers(dict(ref.config))).eval()
+    ours.load_state_dict(ref.state_dict())
+    video = fx.video(version, seed=8)
+    latents = torch.randn(1, ours.config.z_dim, 3, 2, 2, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        assert rel_err(ref.encode(video).latent_dist.mode(), ours.encode(video)) < 1e-5
+        assert rel_err(ref.decode(latents).sample, ours.decode(latents)) < 1e-5
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_wan_vae_float64_is_the_same_function(vaes, version):
     """In float64 rounding vanishes: any remaining difference would be a structural one."""
@@ -136,6 +173,7 @@ def test_wan_vae_config_detected_from_single_file(vaes, version):
 
 
 def test_wan_vae_detect_layout_and_prefix(vaes, tmp_path):
+    assert public_load_wan_vae is load_wan_vae
     ref, _ = vaes["2.2"]
     # a diffusers-named single file (no config.json), inside a bigger checkpoint under a "vae." prefix
     tensors = {"vae." + k: v.contiguous() for k, v in ref.state_dict().items()}
@@ -143,6 +181,10 @@ def test_wan_vae_detect_layout_and_prefix(vaes, tmp_path):
     save_file(tensors, str(tmp_path / "bundle.safetensors"))
     vae = load_wan_vae(tmp_path / "bundle.safetensors", dtype=torch.bfloat16)
     assert vae.dtype == torch.bfloat16 and vae.config.z_dim == 48 and vae.config.decoder_base_dim == 6
+    latents = torch.randn(1, 48, 2, 2, 2, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        want, got = ref.decode(latents).sample, vae.decode(latents)  # float latents are cast to bf16
+    assert got.dtype == torch.bfloat16 and rel_err(want, got.float()) < 0.1  # bf16: a loose sanity bound
     shapes = {k: tuple(v.shape) for k, v in tensors.items()}
     layout = detect_wan_vae_layout(shapes)
     assert (layout.kind, layout.version, layout.prefix) == ("diffusers", "2.2", "vae.")

@@ -1,15 +1,17 @@
 """Example workflows: every API file runs on tiny random models through a small in-test executor, and every
-UI file describes the same graph with widgets_values that line up with the node inputs (so it loads)."""
+UI file describes the same graph with widgets_values that line up with the node inputs (so it loads).
+Workflows that need the user's weights (LTX-Video, Wan) run on tiny stand-ins of the names they expect."""
 
+import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from nodes import NODE_CLASS_MAPPINGS, _host
+from vidcore.io import read_image
 from vidcore.io.video import read_video
 
 from ._node_fixtures import make_captioner, make_models_root, write_input_video
@@ -19,9 +21,32 @@ torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"
 API_FILES = sorted((WORKFLOWS / "api").glob("*.json"))
-LTX_API = WORKFLOWS / "api" / "ltx_video_text_to_video.json"  # needs the user's weights: own test below
-TINY_API_FILES = [p for p in API_FILES if p != LTX_API]
 WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN")
+
+
+def _make_workflows():
+    spec = importlib.util.spec_from_file_location("_vidcore_make_workflows", WORKFLOWS / "make_workflows.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+MW = _make_workflows()
+# Needs the user's weights: own tests below, on tiny stand-ins of the names they expect.
+TINY_API_FILES = [p for p in API_FILES if p.stem not in MW.NEEDS_USER_WEIGHTS]
+
+
+class LoadImage(MW.LoadImage):
+    """ComfyUI's core Load Image for the executor (Comfy-Org/ComfyUI nodes.py LoadImage): the file from the
+    input folder as IMAGE [1, H, W, 3] in 0..1 and, for a picture without alpha, its [1, 64, 64] zero MASK."""
+
+    def load_image(self, image):
+        return read_image(_host.input_dir() / image), torch.zeros(1, 64, 64)
+
+
+# Our nodes plus the core nodes the examples use (make_workflows writes the UI files with the same specs).
+NODES = {**MW.mappings(NODE_CLASS_MAPPINGS), "LoadImage": LoadImage}
+FILE_INPUTS = ("model_name", "video", "image")  # combos listing folders: checked when the node runs
 
 
 def load(path):
@@ -36,7 +61,7 @@ def _inputs(cls):
 def validate(api: dict) -> list[str]:
     """Order to run the nodes in; raises like ComfyUI's validation would (unknown class, bad link, range)."""
     for nid, node in api.items():
-        cls = NODE_CLASS_MAPPINGS.get(node["class_type"])
+        cls = NODES.get(node["class_type"])
         assert cls is not None, f"node {nid}: unknown class {node['class_type']}"
         required, optional = _inputs(cls)
         allowed = {**required, **optional}
@@ -50,12 +75,12 @@ def validate(api: dict) -> list[str]:
             if isinstance(value, list):
                 src, slot = value
                 assert src in api, f"node {nid}.{name}: link to missing node {src}"
-                src_cls = NODE_CLASS_MAPPINGS[api[src]["class_type"]]
+                src_cls = NODES[api[src]["class_type"]]
                 assert slot < len(src_cls.RETURN_TYPES), f"node {nid}.{name}: bad output index {slot}"
                 out_kind = src_cls.RETURN_TYPES[slot]
                 assert out_kind == ("COMBO" if isinstance(kind, list) else kind), f"{nid}.{name}: {out_kind}"
             elif isinstance(kind, list):
-                if name in ("model_name", "video"):
+                if name in FILE_INPUTS:
                     continue  # lists depend on the folders; checked when the node runs
                 assert value in kind, f"node {nid}.{name}={value!r} not in {kind}"
             else:
@@ -84,7 +109,7 @@ def execute(api: dict) -> dict:
     results: dict = {}
     for nid in validate(api):
         node = api[nid]
-        cls = NODE_CLASS_MAPPINGS[node["class_type"]]
+        cls = NODES[node["class_type"]]
         kwargs = {
             k: (results[v[0]]["result"][v[1]] if isinstance(v, list) else v)
             for k, v in node["inputs"].items()
@@ -111,6 +136,7 @@ def folders(tmp_path_factory):
 
 def test_every_pair_exists_and_templates_are_ui_files():
     names = {p.stem for p in API_FILES}
+    assert names == set(MW.API) == set(MW.TITLES)
     assert {
         "text_to_video_tiny",
         "text_to_video_score",
@@ -119,12 +145,28 @@ def test_every_pair_exists_and_templates_are_ui_files():
         "score_video",
         "caption_refine_regenerate",
         "ltx_video_text_to_video",
+        "ltx_video_image_to_video",
+        "wan_text_to_video",
+        "wan_image_to_video",
     } <= names
+    assert set(MW.NEEDS_USER_WEIGHTS) <= names
     for name in names:
         ui = load(WORKFLOWS / f"{name}.json")
         assert {"nodes", "links", "version", "last_node_id", "last_link_id"} <= set(ui), name
+        # every node is ours or a core node with a stand-in (LoadImage)
+        assert {n["type"] for n in ui["nodes"]} <= set(NODE_CLASS_MAPPINGS) | set(MW.CORE_NODES), name
     # ComfyUI lists workflows/*.json (non-recursive) as templates: only UI files live there.
     assert all("nodes" in load(p) for p in WORKFLOWS.glob("*.json"))
+
+
+def _frontend_inputs(cls) -> dict:
+    """The inputs whose widgets the frontend saves, in order: required, then an ``upload`` button when a
+    required combo has image_upload (Comfy-Org/ComfyUI_frontend src/extensions/core/uploadImage.ts appends
+    it to the required inputs), then optional."""
+    required, optional = _inputs(cls)
+    if any(isinstance(k, list) and (o[0] if o else {}).get("image_upload") for k, *o in required.values()):
+        required = {**required, "upload": ("IMAGEUPLOAD", {})}
+    return {**required, **optional}
 
 
 @pytest.mark.parametrize("path", API_FILES, ids=[p.stem for p in API_FILES])
@@ -137,11 +179,15 @@ def test_ui_file_matches_the_api_graph(path):
     for nid, node in api.items():
         un = by_id[nid]
         assert un["type"] == node["class_type"]
-        cls = NODE_CLASS_MAPPINGS[node["class_type"]]
-        required, optional = _inputs(cls)
+        cls = NODES[node["class_type"]]
         expected_values = []
-        for name, (kind, *opts) in {**required, **optional}.items():
+        for name, (kind, *opts) in _frontend_inputs(cls).items():
             opt = opts[0] if opts else {}
+            if (
+                kind == "IMAGEUPLOAD"
+            ):  # the upload button's value (useImageUploadWidget.ts), not sent to /prompt
+                expected_values.append("image")
+                continue
             is_widget = (isinstance(kind, list) or kind in WIDGET_KINDS) and not opt.get("forceInput")
             value = node["inputs"].get(name)
             if isinstance(value, list):  # a link: find the UI input of that name and follow its link
@@ -161,6 +207,20 @@ def test_ui_file_matches_the_api_graph(path):
                     expected_values.append("fixed")
         got = [None if e is None else v for v, e in zip(un["widgets_values"], expected_values, strict=True)]
         assert got == expected_values, f"{path.stem} node {nid} widgets_values"
+
+
+@pytest.mark.parametrize("name", ["ltx_video_image_to_video", "wan_image_to_video"])
+def test_load_image_nodes_are_saved_like_comfyuis_templates(name):
+    """Core Load Image as ComfyUI's own templates save it (comfyui_workflow_templates: widgets_values
+    [file name, "image"], no input slots, outputs IMAGE and MASK) and wired to the Sampler's image input."""
+    api, ui = load(WORKFLOWS / "api" / f"{name}.json"), load(WORKFLOWS / f"{name}.json")
+    ((nid, node),) = [(k, v) for k, v in api.items() if v["class_type"] == "LoadImage"]
+    assert node["inputs"] == {"image": node["inputs"]["image"]} and node["inputs"]["image"].endswith(".png")
+    (un,) = [n for n in ui["nodes"] if n["type"] == "LoadImage"]
+    assert un["widgets_values"] == [node["inputs"]["image"], "image"] and un["inputs"] == []
+    assert [(o["name"], o["type"]) for o in un["outputs"]] == [("IMAGE", "IMAGE"), ("MASK", "MASK")]
+    (sampler,) = [v for v in api.values() if v["class_type"] == "VidCoreSampler"]
+    assert sampler["inputs"]["image"] == [nid, 0] and "last_image" not in sampler["inputs"]
 
 
 def _saved(results, api, output):
@@ -232,40 +292,136 @@ def test_generate_and_score_workflow_with_a_clip_folder(folders):
     assert report["prompt"] == prompt and report["clip_sim"] == sim and report["clip_tc"] == tc
 
 
-def test_make_workflows_reproduces_the_files(tmp_path, monkeypatch):
-    sys.path.insert(0, str(WORKFLOWS))
-    try:
-        import make_workflows
-    finally:
-        sys.path.remove(str(WORKFLOWS))
-    for name, api in make_workflows.API.items():
+def test_make_workflows_reproduces_the_files():
+    for name, api in MW.API.items():
         assert load(WORKFLOWS / "api" / f"{name}.json") == json.loads(json.dumps(api)), name
-        ui = make_workflows.to_ui(api, NODE_CLASS_MAPPINGS)
-        ui["extra"]["title"] = make_workflows.TITLES[name]
+        ui = MW.to_ui(api, MW.mappings(NODE_CLASS_MAPPINGS))
+        ui["extra"]["title"] = MW.TITLES[name]
         assert load(WORKFLOWS / f"{name}.json") == json.loads(json.dumps(ui)), name
 
 
-def test_ltx_api_workflow_runs_on_tiny_ltx_stand_ins(tmp_path_factory):
-    """The LTX workflow as shipped validates; run at tiny sizes on tiny random checkpoints of the names it
-    expects (models/checkpoints/ltx-video-2b-v0.9.5.safetensors, models/text_encoders/t5-v1_1-xxl)."""
-    from vidcore.pipelines.ltx import LTXPipeline
+def _write_png(path: Path, size: int, seed: int) -> torch.Tensor:
+    """A seeded random RGB picture saved as PNG; returns its frames [1, H, W, 3] in 0..1."""
+    from PIL import Image
 
-    from ._ltx_entry_fixtures import CHECKPOINT, T5, make_ltx_models_root
+    pixels = (torch.rand(size, size, 3, generator=torch.Generator().manual_seed(seed)) * 255).to(torch.uint8)
+    Image.fromarray(pixels.numpy()).save(path)
+    return pixels.float()[None] / 255
 
-    root = make_ltx_models_root(tmp_path_factory.mktemp("ltx_models"))
-    out = tmp_path_factory.mktemp("ltx_output")
-    _host.set_folders(models={k: [root / k] for k in ("checkpoints", "text_encoders")}, output_dir=out)
+
+def _run_tiny(api: dict, models: dict, tmp: Path, size: int, num_frames: int, image_seed: int = 4) -> tuple:
+    """Run a shipped graph at a tiny size (size x size, ``num_frames`` frames, 2 steps) with ``models`` as
+    ComfyUI's model folders; a Load Image's file is written to a fresh input folder as a size x size
+    picture. Returns (results, the saved video's frames, its fps)."""
+    inp, out = tmp / f"input{image_seed}", tmp / f"output{image_seed}"
+    inp.mkdir()
+    out.mkdir()
+    for node in api.values():
+        if node["class_type"] == "LoadImage":
+            _write_png(inp / node["inputs"]["image"], size, image_seed)
+    api["4"]["inputs"].update(width=size, height=size, num_frames=num_frames)
+    api["5"]["inputs"]["steps"] = 2
+    _host.set_folders(models=models, input_dir=inp, output_dir=out)
     try:
-        api = load(LTX_API)
-        assert api["1"]["inputs"] == {"model_name": CHECKPOINT, "precision": "auto", "text_encoder_name": T5}
-        assert api["4"]["inputs"]["num_frames"] == 97 and api["7"]["inputs"]["fps"] == 25.0
-        validate(api)  # as shipped: 97 frames 768x512, 30 steps
-        api["4"]["inputs"].update(width=64, height=64, num_frames=9)
-        api["5"]["inputs"]["steps"] = 2
         results = execute(api)
     finally:
         _host.set_folders(models={})
-    assert isinstance(results["1"]["result"][0], LTXPipeline)
     ((file, _),) = _saved(results, api, out)
     frames, fps = read_video(file)
+    return results, frames, fps
+
+
+@pytest.fixture(scope="module")
+def ltx_root(tmp_path_factory):
+    from ._ltx_entry_fixtures import make_ltx_models_root
+
+    return make_ltx_models_root(tmp_path_factory.mktemp("ltx_models"))
+
+
+@pytest.mark.parametrize("name", ["ltx_video_text_to_video", "ltx_video_image_to_video"])
+def test_ltx_api_workflow_runs_on_tiny_ltx_stand_ins(ltx_root, name, tmp_path):
+    """The LTX workflows as shipped validate; run at tiny sizes on tiny random checkpoints of the names they
+    expect (models/checkpoints/ltx-video-2b-v0.9.5.safetensors, models/text_encoders/t5-v1_1-xxl) and, for
+    image-to-video, a picture of the example's name in the input folder."""
+    from vidcore.pipelines.ltx import LTXPipeline
+
+    from ._ltx_entry_fixtures import CHECKPOINT, T5
+
+    models = {k: [ltx_root / k] for k in ("checkpoints", "text_encoders")}
+    api = load(WORKFLOWS / "api" / f"{name}.json")
+    assert api["1"]["inputs"] == {"model_name": CHECKPOINT, "precision": "auto", "text_encoder_name": T5}
+    assert api["4"]["inputs"]["num_frames"] == 97 and api["7"]["inputs"]["fps"] == 25.0
+    assert (api["4"]["inputs"]["width"], api["4"]["inputs"]["height"], api["5"]["inputs"]["steps"]) == (
+        768,
+        512,
+        30,
+    )
+    i2v = name == "ltx_video_image_to_video"
+    if i2v:
+        assert api["8"] == {"class_type": "LoadImage", "inputs": {"image": MW.LTX_FIRST_FRAME}}
+        assert api["5"]["inputs"]["image"] == ["8", 0]
+    _host.set_folders(models=models)
+    try:
+        validate(api)  # as shipped: 97 frames 768x512, 30 steps
+    finally:
+        _host.set_folders(models={})
+    results, frames, fps = _run_tiny(api, models, tmp_path, size=64, num_frames=9)
+    assert isinstance(results["1"]["result"][0], LTXPipeline)
     assert frames.shape == (9, 64, 64, 3) and fps == 25.0 and float(frames.float().std()) > 0.01
+    if i2v:  # the picture reaches the model: another one gives another video
+        other = _run_tiny(api, models, tmp_path, size=64, num_frames=9, image_seed=5)[0]
+        assert (other["6"]["result"][0] - results["6"]["result"][0]).abs().max() > 1e-3
+
+
+@pytest.fixture(scope="module")
+def wan_root(tmp_path_factory):
+    """models/diffusers/<the Wan 2.1 folder names the workflows expect>: tiny random T2V and I2V folders."""
+    from ._wan_pipeline_fixtures import make_wan_folders
+
+    root = tmp_path_factory.mktemp("wan_models")
+    names = {"t2v": MW.WAN_T2V, "i2v": MW.WAN_I2V}
+    make_wan_folders(root / "diffusers", ("t2v", "i2v"), names=names, scratch=root)
+    return root
+
+
+@pytest.mark.parametrize("name", ["wan_text_to_video", "wan_image_to_video"])
+def test_wan_api_workflow_runs_on_tiny_wan_stand_ins(wan_root, name, tmp_path):
+    """The Wan workflows as shipped validate (Wan 2.1 defaults: 832x480, 81 frames, UniPC, shift 3, CFG 5,
+    the variant's negative prompt, 16 fps); run at tiny sizes on tiny random diffusers folders of the names
+    they expect in models/diffusers (own umT5; I2V with a CLIP image encoder and the example picture)."""
+    from vidcore.pipelines.wan import WanPipeline, default_negative_prompt
+
+    variant = "i2v" if name == "wan_image_to_video" else "t2v"
+    models = {"diffusers": [wan_root / "diffusers"]}
+    api = load(WORKFLOWS / "api" / f"{name}.json")
+    folder = MW.WAN_I2V if variant == "i2v" else MW.WAN_T2V
+    assert api["1"]["inputs"] == {"model_name": folder, "precision": "auto", "text_encoder_name": "auto"}
+    assert api["3"]["inputs"]["text"] == default_negative_prompt(variant)
+    latent, sampler = api["4"]["inputs"], api["5"]["inputs"]
+    assert (latent["width"], latent["height"], latent["num_frames"]) == (832, 480, 81)
+    steps = 40 if variant == "i2v" else 50
+    assert (sampler["steps"], sampler["guidance"], sampler["shift"], sampler["sampler"]) == (
+        steps,
+        5.0,
+        3.0,
+        "unipc",
+    )
+    assert api["7"]["inputs"]["fps"] == 16.0
+    if variant == "i2v":
+        assert api["8"] == {"class_type": "LoadImage", "inputs": {"image": MW.WAN_FIRST_FRAME}}
+        assert sampler["image"] == ["8", 0]
+    _host.set_folders(models=models)
+    try:
+        validate(api)  # as shipped
+    finally:
+        _host.set_folders(models={})
+    try:
+        results, frames, fps = _run_tiny(api, models, tmp_path, size=16, num_frames=9)
+        pipe = results["1"]["result"][0]
+        assert isinstance(pipe, WanPipeline) and pipe.config.variant == variant and pipe.config.shift == 3.0
+        assert frames.shape == (9, 16, 16, 3) and fps == 16.0 and float(frames.float().std()) > 0.01
+        if variant == "i2v":  # the picture reaches the model: another one gives another video
+            other = _run_tiny(api, models, tmp_path, size=16, num_frames=9, image_seed=5)[0]
+            assert (other["6"]["result"][0] - results["6"]["result"][0]).abs().max() > 1e-3
+    finally:
+        _host.MODELS.clear()

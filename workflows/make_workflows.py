@@ -13,6 +13,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+if str(ROOT) not in sys.path:  # run as a script: vidcore and nodes come from this checkout
+    sys.path.insert(0, str(ROOT))
+
+from vidcore.pipelines.wan import default_negative_prompt  # noqa: E402
+
 INPUT_VIDEO = "vidcore_example.mp4"  # the e2e test puts a small clip of this name in ComfyUI's input folder
 CAPTIONER = "SmolVLM2-256M-Video-Instruct"
 # LTX-Video needs the user's weights (see README.md): the Lightricks single file in models/checkpoints and a
@@ -20,8 +25,20 @@ CAPTIONER = "SmolVLM2-256M-Video-Instruct"
 LTX_CHECKPOINT = "ltx-video-2b-v0.9.5.safetensors"
 LTX_TEXT_ENCODER = "t5-v1_1-xxl"
 LTX_NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
+# Image-to-video examples: a picture in ComfyUI's input/ folder of exactly the video's size (never resized).
+LTX_FIRST_FRAME = "vidcore_example_first_frame_768x512.png"
+# Wan 2.1 diffusers folders (model_index.json, transformer/, vae/, text_encoder/, tokenizer/, scheduler/; I2V
+# also image_encoder/ + image_processor/) in models/diffusers or models/diffusion_models, named as downloaded.
+WAN_T2V = "Wan2.1-T2V-1.3B-Diffusers"
+WAN_I2V = "Wan2.1-I2V-14B-480P-Diffusers"
+WAN_FIRST_FRAME = "vidcore_example_first_frame_832x480.png"
 # Workflows that cannot run without downloaded weights (tests run them on tiny stand-ins of those names).
-NEEDS_USER_WEIGHTS = ("ltx_video_text_to_video",)
+NEEDS_USER_WEIGHTS = (
+    "ltx_video_text_to_video",
+    "ltx_video_image_to_video",
+    "wan_text_to_video",
+    "wan_image_to_video",
+)
 
 NEG = {"class_type": "VidCoreTextEncode", "inputs": {"text_encoder": ["1", 2], "text": ""}}
 DECODE = {"temporal_chunk": 0, "tile_size": 0, "tile_overlap": -1}
@@ -86,6 +103,123 @@ def _t2v_score() -> dict:
         },
     }
     return graph
+
+
+def _first_frame(graph: dict, image: str | None) -> dict:
+    """Image-to-video: ComfyUI's core Load Image (node 8) into the Sampler's appended ``image`` input."""
+    if image is not None:
+        graph["8"] = {"class_type": "LoadImage", "inputs": {"image": image}}
+        graph["5"]["inputs"]["image"] = ["8", 0]
+    return graph
+
+
+def _ltx(prompt: str, prefix: str, image: str | None = None) -> dict:
+    """LTX-Video 0.9.5 at its defaults (768x512, 97 frames, 30 steps, CFG 3, saved at the 25 fps it is
+    conditioned on); with ``image`` the first frame is that picture (768x512)."""
+    graph = {
+        "1": {
+            "class_type": "VidCoreLoadModel",
+            "inputs": {
+                "model_name": LTX_CHECKPOINT,
+                "precision": "auto",
+                "text_encoder_name": LTX_TEXT_ENCODER,
+            },
+        },
+        "2": {"class_type": "VidCoreTextEncode", "inputs": {"text_encoder": ["1", 2], "text": prompt}},
+        "3": {"class_type": "VidCoreTextEncode", "inputs": {"text_encoder": ["1", 2], "text": LTX_NEGATIVE}},
+        "4": {
+            "class_type": "VidCoreEmptyVideoLatent",
+            "inputs": {
+                "model": ["1", 0],
+                "vae": ["1", 1],
+                "width": 768,
+                "height": 512,
+                "num_frames": 97,
+                "batch_size": 1,
+            },
+        },
+        "5": {
+            "class_type": "VidCoreSampler",
+            "inputs": {
+                **SAMPLE_IN,
+                "seed": 42,
+                "steps": 30,
+                "guidance": 3.0,
+                "schedule": "flow",
+                "shift": 1.0,
+                "sampler": "euler",
+                "denoise": 1.0,
+                "guidance_rescale": 0.0,
+            },
+        },
+        "6": {"class_type": "VidCoreVAEDecode", "inputs": {"vae": ["1", 1], "samples": ["5", 0], **DECODE}},
+        "7": {
+            "class_type": "VidCoreSaveVideo",
+            "inputs": {
+                "images": ["6", 0],
+                "fps": 25.0,
+                "filename_prefix": prefix,
+                "format": "mp4",
+                "crf": -1,
+            },
+        },
+    }
+    return _first_frame(graph, image)
+
+
+def _wan(model: str, prompt: str, prefix: str, steps: int, image: str | None = None) -> dict:
+    """Wan 2.1 at Wan-Video/Wan2.1 generate.py's 480p defaults: 832x480, 81 frames, CFG 5, UniPC, shift 3
+    (the diffusers repositories' scheduler_config flow_shift), the variant's default negative prompt (I2V
+    prefixes Wan's shared one), 16 fps; the umT5 text encoder is the folder's own (text_encoder_name
+    auto). With ``image`` (I2V) the first frame is that picture (832x480)."""
+    graph = {
+        "1": {
+            "class_type": "VidCoreLoadModel",
+            "inputs": {"model_name": model, "precision": "auto", "text_encoder_name": "auto"},
+        },
+        "2": {"class_type": "VidCoreTextEncode", "inputs": {"text_encoder": ["1", 2], "text": prompt}},
+        "3": {
+            "class_type": "VidCoreTextEncode",
+            "inputs": {"text_encoder": ["1", 2], "text": default_negative_prompt("i2v" if image else "t2v")},
+        },
+        "4": {
+            "class_type": "VidCoreEmptyVideoLatent",
+            "inputs": {
+                "model": ["1", 0],
+                "vae": ["1", 1],
+                "width": 832,
+                "height": 480,
+                "num_frames": 81,
+                "batch_size": 1,
+            },
+        },
+        "5": {
+            "class_type": "VidCoreSampler",
+            "inputs": {
+                **SAMPLE_IN,
+                "seed": 42,
+                "steps": steps,
+                "guidance": 5.0,
+                "schedule": "flow",
+                "shift": 3.0,
+                "sampler": "unipc",
+                "denoise": 1.0,
+                "guidance_rescale": 0.0,
+            },
+        },
+        "6": {"class_type": "VidCoreVAEDecode", "inputs": {"vae": ["1", 1], "samples": ["5", 0], **DECODE}},
+        "7": {
+            "class_type": "VidCoreSaveVideo",
+            "inputs": {
+                "images": ["6", 0],
+                "fps": 16.0,
+                "filename_prefix": prefix,
+                "format": "mp4",
+                "crf": -1,
+            },
+        },
+    }
+    return _first_frame(graph, image)
 
 
 API: dict[str, dict] = {
@@ -207,61 +341,32 @@ API: dict[str, dict] = {
             },
         },
     },
-    "ltx_video_text_to_video": {
-        "1": {
-            "class_type": "VidCoreLoadModel",
-            "inputs": {
-                "model_name": LTX_CHECKPOINT,
-                "precision": "auto",
-                "text_encoder_name": LTX_TEXT_ENCODER,
-            },
-        },
-        "2": {
-            "class_type": "VidCoreTextEncode",
-            "inputs": {
-                "text_encoder": ["1", 2],
-                "text": "A red fox trots through fresh snow in a pine forest at dawn, soft golden light, "
-                "the camera tracks it from the side, shallow depth of field.",
-            },
-        },
-        "3": {"class_type": "VidCoreTextEncode", "inputs": {"text_encoder": ["1", 2], "text": LTX_NEGATIVE}},
-        "4": {
-            "class_type": "VidCoreEmptyVideoLatent",
-            "inputs": {
-                "model": ["1", 0],
-                "vae": ["1", 1],
-                "width": 768,
-                "height": 512,
-                "num_frames": 97,
-                "batch_size": 1,
-            },
-        },
-        "5": {
-            "class_type": "VidCoreSampler",
-            "inputs": {
-                **SAMPLE_IN,
-                "seed": 42,
-                "steps": 30,
-                "guidance": 3.0,
-                "schedule": "flow",
-                "shift": 1.0,
-                "sampler": "euler",
-                "denoise": 1.0,
-                "guidance_rescale": 0.0,
-            },
-        },
-        "6": {"class_type": "VidCoreVAEDecode", "inputs": {"vae": ["1", 1], "samples": ["5", 0], **DECODE}},
-        "7": {
-            "class_type": "VidCoreSaveVideo",
-            "inputs": {
-                "images": ["6", 0],
-                "fps": 25.0,
-                "filename_prefix": "vidcore/ltx_video",
-                "format": "mp4",
-                "crf": -1,
-            },
-        },
-    },
+    "ltx_video_text_to_video": _ltx(
+        "A red fox trots through fresh snow in a pine forest at dawn, soft golden light, "
+        "the camera tracks it from the side, shallow depth of field.",
+        "vidcore/ltx_video",
+    ),
+    "ltx_video_image_to_video": _ltx(
+        "The scene in the picture comes to life: the subject moves naturally, hair and clothes stir in a "
+        "light breeze, the camera slowly pushes in, soft natural light, smooth motion.",
+        "vidcore/ltx_video_i2v",
+        image=LTX_FIRST_FRAME,
+    ),
+    "wan_text_to_video": _wan(
+        WAN_T2V,
+        "Two anthropomorphic cats in comfy boxing gear and bright gloves fight intensely on a spotlighted "
+        "stage.",
+        "vidcore/wan_t2v",
+        steps=50,
+    ),
+    "wan_image_to_video": _wan(
+        WAN_I2V,
+        "The scene in the picture comes to life: the subject moves naturally while the camera slowly "
+        "pushes in, soft natural light, realistic detail, smooth motion.",
+        "vidcore/wan_i2v",
+        steps=40,
+        image=WAN_FIRST_FRAME,
+    ),
     "score_video": {
         "1": {
             "class_type": "VidCoreLoadVideo",
@@ -297,19 +402,59 @@ TITLES = {
     "caption_refine_regenerate": "VidCore: caption -> refined prompt -> regenerate",
     "score_video": "VidCore: score a video (optical flow, warp loss, metrics)",
     "ltx_video_text_to_video": "VidCore: LTX-Video text -> video (needs your LTX-Video and T5 weights)",
+    "ltx_video_image_to_video": "VidCore: LTX-Video image -> video (needs your LTX-Video and T5 weights)",
+    "wan_text_to_video": f"VidCore: Wan 2.1 text -> video (needs your {WAN_T2V} folder)",
+    "wan_image_to_video": f"VidCore: Wan 2.1 image -> video (needs your {WAN_I2V} folder)",
 }
 
 WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN")
+UPLOAD = "IMAGEUPLOAD"  # the frontend's upload button input (see frontend_inputs)
+UPLOAD_FLAGS = ("image_upload", "video_upload", "animated_image_upload")
+
+
+class LoadImage:
+    """Stand-in for ComfyUI's core Load Image node (Comfy-Org/ComfyUI nodes.py LoadImage), enough to write
+    UI files: its combo lists the image files of ComfyUI's input folder (none here), and ``image_upload``
+    makes the frontend add an upload button after it."""
+
+    CATEGORY = "image"
+    FUNCTION = "load_image"
+    RETURN_TYPES = ("IMAGE", "MASK")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ([], {"image_upload": True})}}
+
+
+CORE_NODES = {"LoadImage": LoadImage}
+
+
+def mappings(ours: dict) -> dict:
+    """Node classes by type for ``to_ui``: ours plus the stand-ins of the core nodes the examples use."""
+    return {**CORE_NODES, **ours}
+
+
+def frontend_inputs(spec: dict) -> dict:
+    """A node's inputs as the ComfyUI frontend lays out its widgets: required, then optional; a required
+    combo with an upload flag gets an ``upload`` button appended to the required inputs (Comfy-Org/
+    ComfyUI_frontend src/extensions/core/uploadImage.ts), whose value "image" (useImageUploadWidget.ts:
+    addWidget('button', 'upload', 'image', ...)) is saved in widgets_values but not sent to /prompt."""
+    required = dict(spec.get("required", {}))
+    for kind, *opts in list(required.values()):
+        if isinstance(kind, list) and any((opts[0] if opts else {}).get(f) is True for f in UPLOAD_FLAGS):
+            required["upload"] = (UPLOAD, {"default": "image"})
+            break
+    return {**required, **spec.get("optional", {})}
 
 
 def widget_names(spec: dict) -> list[tuple[str, bool]]:
-    """Widget inputs of a node in order, each with whether a control_after_generate value follows it."""
+    """Widget inputs of a node in order (frontend_inputs), each with whether a control_after_generate value
+    follows it."""
     out = []
-    for section in ("required", "optional"):
-        for name, (kind, *opts) in spec.get(section, {}).items():
-            opt = opts[0] if opts else {}
-            if (isinstance(kind, list) or kind in WIDGET_KINDS) and not opt.get("forceInput"):
-                out.append((name, bool(opt.get("control_after_generate"))))
+    for name, (kind, *opts) in frontend_inputs(spec).items():
+        opt = opts[0] if opts else {}
+        if (isinstance(kind, list) or kind in (*WIDGET_KINDS, UPLOAD)) and not opt.get("forceInput"):
+            out.append((name, bool(opt.get("control_after_generate"))))
     return out
 
 
@@ -338,7 +483,7 @@ def to_ui(api: dict, mappings: dict) -> dict:
         node = api[nid]
         cls = mappings[node["class_type"]]
         spec = cls.INPUT_TYPES()
-        all_inputs = {**spec["required"], **spec.get("optional", {})}
+        all_inputs = frontend_inputs(spec)
         widgets = dict(widget_names(spec))
         inputs, values = [], []
         for name, (kind, *_opts) in all_inputs.items():
@@ -408,13 +553,12 @@ def _default(kind, opts):
 
 
 def main() -> int:
-    sys.path.insert(0, str(ROOT))
     from nodes import NODE_CLASS_MAPPINGS
 
     (HERE / "api").mkdir(exist_ok=True)
     for name, api in API.items():
         (HERE / "api" / f"{name}.json").write_text(json.dumps(api, indent=2) + "\n")
-        ui = to_ui(api, NODE_CLASS_MAPPINGS)
+        ui = to_ui(api, mappings(NODE_CLASS_MAPPINGS))
         ui["extra"]["title"] = TITLES[name]
         (HERE / f"{name}.json").write_text(json.dumps(ui, indent=1) + "\n")
         print(f"wrote workflows/{name}.json and workflows/api/{name}.json")

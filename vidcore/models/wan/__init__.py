@@ -10,6 +10,9 @@ from .loading import (
     save_wan_transformer,
 )
 from .transformer import WanTransformer
+from .vae import WanVAE
+from .vae_config import WanVAEConfig
+from .vae_loading import WanVAELayout, WanVAELayoutError, detect_wan_vae_layout, load_wan_vae
 
 __all__ = [
     "WAN_TRANSFORMER_PRESETS",
@@ -17,8 +20,14 @@ __all__ = [
     "WanLayoutError",
     "WanTransformer",
     "WanTransformerConfig",
+    "WanVAE",
+    "WanVAEConfig",
+    "WanVAELayout",
+    "WanVAELayoutError",
     "detect_wan_layout",
+    "detect_wan_vae_layout",
     "load_wan_transformer",
+    "load_wan_vae",
     "read_wan_layout",
     "save_wan_transformer",
     "wan_transformer_config",

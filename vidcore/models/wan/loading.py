@@ -149,8 +149,10 @@ def _metadata_hints(metadata: dict[str, str] | None, source: str) -> dict[str, A
         if "config" in metadata:
             data = json.loads(metadata["config"])
             return config_hints(data, f"{source} metadata 'config'") if isinstance(data, dict) else {}
-    except (json.JSONDecodeError, TypeError) as e:
-        raise WanLayoutError(f"{source}: metadata config is not a valid config JSON ({e})") from e
+    except WanLayoutError:
+        raise
+    except (ValueError, TypeError) as e:  # bad JSON, unknown or invalid fields
+        raise WanLayoutError(f"{source}: metadata config is not a valid Wan config JSON ({e})") from e
     return {}
 
 

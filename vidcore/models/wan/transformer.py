@@ -125,16 +125,18 @@ class WanBlock(nn.Module):
         hold all six [B, S, D] float32 tensors at once."""
         dtype = x.dtype
         mod = self.scale_shift_table[0].float() + e0  # [R, 6, D]: shift, scale, gate (attn); same (ffn)
+        mod[:, 1::3] += 1  # 1 + scale, on the R rows before they are spread over tokens
 
         def take(i: int) -> Tensor:
             return _per_token(mod[:, i], index)
 
-        h = (layer_norm_fp32(x, self.eps) * (1 + take(1)) + take(0)).to(dtype)
-        x = (x.float() + self.attn1(h, rope=rope) * take(2)).to(dtype)
+        # addcmul(a, b, c) = a + b·c in one pass, float32 (a float32 operand promotes the others).
+        h = torch.addcmul(take(0), layer_norm_fp32(x, self.eps), take(1)).to(dtype)
+        x = torch.addcmul(x.float(), self.attn1(h, rope=rope), take(2)).to(dtype)
         h = x if self.norm2 is None else layer_norm_fp32(x, self.eps, self.norm2).to(dtype)
         x = x + self.attn2(h, context=context, image=image)
-        h = (layer_norm_fp32(x, self.eps) * (1 + take(4)) + take(3)).to(dtype)
-        return (x.float() + self.ffn(h).float() * take(5)).to(dtype)
+        h = torch.addcmul(take(3), layer_norm_fp32(x, self.eps), take(4)).to(dtype)
+        return torch.addcmul(x.float(), self.ffn(h), take(5)).to(dtype)
 
 
 class WanTransformer(nn.Module):
@@ -172,10 +174,10 @@ class WanTransformer(nn.Module):
             nn.init.xavier_uniform_(w.view(w.shape[0], -1), generator=g)
             nn.init.zeros_(self.patch_embedding.bias)
             ce = self.condition_embedder
-            for lin in (ce.text_embedder.linear_1, ce.text_embedder.linear_2, ce.time_embedder.linear_1):
-                nn.init.normal_(lin.weight, std=0.02, generator=g)
-            for lin in (ce.time_embedder.linear_2, ce.time_proj):
-                nn.init.normal_(lin.weight, std=0.02, generator=g)
+            for mlp in (ce.text_embedder, ce.time_embedder):
+                for lin in (mlp.linear_1, mlp.linear_2):
+                    nn.init.normal_(lin.weight, std=0.02, generator=g)
+            nn.init.normal_(ce.time_proj.weight, std=0.02, generator=g)
             nn.init.zeros_(self.proj_out.weight)
             nn.init.zeros_(self.proj_out.bias)
             if ce.image_embedder is not None and ce.image_embedder.pos_embed is not None:
@@ -305,8 +307,10 @@ class WanTransformer(nn.Module):
             h = block(h, ctx, image, e0, index, rope)
 
         # The head modulation reads e (before time_proj), not e0.
-        mod = self.scale_shift_table[0].float() + e.float()[:, None]  # [R, 2, D]
-        h = layer_norm_fp32(h, cfg.eps) * (1 + _per_token(mod[:, 1], index)) + _per_token(mod[:, 0], index)
+        mod = self.scale_shift_table[0].float() + e.float()[:, None]  # [R, 2, D]: shift, scale
+        mod[:, 1] += 1
+        shift, scale = _per_token(mod[:, 0], index), _per_token(mod[:, 1], index)
+        h = torch.addcmul(shift, layer_norm_fp32(h, cfg.eps), scale)
         h = self.proj_out(h.to(dtype))
         f, hh, ww = grid
         out = rearrange(

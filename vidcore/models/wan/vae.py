@@ -171,23 +171,25 @@ class WanVAE(nn.Module):
     def encode_moments(self, video: Tensor) -> tuple[Tensor, Tensor]:
         """(mean, logvar) of the diagonal Gaussian posterior of ``video`` [B, 3, T, H, W] in -1..1.
 
-        Frames go through the encoder in chunks of 1, r, r, ... (the causal stream), each chunk's moments
-        written into the output as it comes.
+        Frames go through the encoder in chunks of 1, r, r, ... (the causal stream); each chunk yields one
+        latent frame, written into a preallocated buffer as it comes.
         """
         if not isinstance(video, Tensor) or video.ndim != 5 or video.shape[1] != VIDEO_CHANNELS:
             shape = tuple(video.shape) if isinstance(video, Tensor) else type(video).__name__
             raise ValueError(f"video must be a tensor [B, {VIDEO_CHANNELS}, T, H, W], got {shape}")
         _, t_lat, h_lat, w_lat = self.latent_shape(*video.shape[2:])
         r, z = self.temporal_ratio, self.config.z_dim
-        moments = torch.empty(
-            video.shape[0], 2 * z, t_lat, h_lat, w_lat, dtype=self.dtype, device=self.device
-        )
+        # The encoder's raw output is small (2·z_dim channels at latent resolution): collect it, then run the
+        # pointwise quant_conv once over the clip, as diffusers does (identical rounding).
+        h = torch.empty(video.shape[0], 2 * z, t_lat, h_lat, w_lat, dtype=self.dtype, device=self.device)
         stream = FrameStream()
         for i in range(t_lat):
             chunk = video[:, :, :1] if i == 0 else video[:, :, 1 + r * (i - 1) : 1 + r * i]
-            h = self.encoder(self._patchify(chunk.to(device=self.device, dtype=self.dtype)), stream)
-            moments[:, :, i : i + 1] = self.quant_conv(h)
+            h[:, :, i : i + 1] = self.encoder(
+                self._patchify(chunk.to(device=self.device, dtype=self.dtype)), stream
+            )
             stream.first_chunk = False
+        moments = self.quant_conv(h)
         mean, logvar = moments[:, :z], moments[:, z:]
         return mean, logvar.clamp(*LOGVAR_RANGE)
 
@@ -219,11 +221,11 @@ class WanVAE(nn.Module):
         out = torch.empty(
             b, VIDEO_CHANNELS, *self.video_shape(t_lat, h_lat, w_lat), dtype=self.dtype, device=self.device
         )
+        x = self.post_quant_conv(latents.to(device=self.device, dtype=self.dtype))  # pointwise, latent-sized
         stream = FrameStream()
         start = 0
         for i in range(t_lat):
-            x = self.post_quant_conv(latents[:, :, i : i + 1].to(device=self.device, dtype=self.dtype))
-            frames = self._unpatchify(self.decoder(x, stream))
+            frames = self._unpatchify(self.decoder(x[:, :, i : i + 1], stream))
             out[:, :, start : start + frames.shape[2]] = frames.clamp_(-1.0, 1.0)
             start += frames.shape[2]
             stream.first_chunk = False
@@ -232,9 +234,10 @@ class WanVAE(nn.Module):
     # ---- latent normalisation ------------------------------------------------------------------------------
     def _stats(self, ref: Tensor) -> tuple[Tensor, Tensor]:
         shape = (1, -1, 1, 1, 1)
-        mean = torch.tensor(self.config.latents_mean, dtype=ref.dtype, device=ref.device).view(shape)
-        inv_std = 1.0 / torch.tensor(self.config.latents_std, dtype=ref.dtype, device=ref.device).view(shape)
-        return mean, inv_std
+        # In float32 first, then the latents' dtype (as diffusers' pipelines do).
+        mean = torch.tensor(self.config.latents_mean, dtype=torch.float32).view(shape)
+        inv_std = 1.0 / torch.tensor(self.config.latents_std, dtype=torch.float32).view(shape)
+        return mean.to(ref.device, ref.dtype), inv_std.to(ref.device, ref.dtype)
 
     def normalize(self, z: Tensor) -> Tensor:
         """Raw -> transformer latents, (z - mean) / std per channel, computed as (z - mean)·(1/std): the
