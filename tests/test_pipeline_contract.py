@@ -235,7 +235,7 @@ def toy(tmp_path):
         capabilities=ToyPipeline.capabilities,
         describe=f"a folder with {TOY_MARKER}",
         detect=lambda p: (p / TOY_MARKER).is_file(),
-        load=lambda path, device, dtype, text_encoder: ToyPipeline(path, device, dtype),
+        load=lambda path, device, dtype, parts: ToyPipeline(path, device, dtype),
         folders=(TOY_FOLDER_KIND,),
     )
     register_family(family)

@@ -132,3 +132,30 @@ def test_wan_through_the_cli_and_the_nodes(folders, tmp_path):
     finally:
         _host.set_folders(models={})
         _host.MODELS.clear()
+
+
+def test_wan_single_file_with_separate_parts_equals_the_folder(folders, tmp_path):
+    """ComfyUI users keep Wan as separate files: a single-file transformer plus its VAE, umT5 and (I2V)
+    CLIP vision, given to load_pipeline / `vidcore generate --vae --text-encoder --image-encoder`."""
+    from vidcore.models.wan import save_wan_transformer
+
+    _, path = folders["i2v"]
+    umt5 = path.parent / "umt5"  # the tiny umT5 folder (with its tokenizer) the folders were built from
+    folder_pipe = load_pipeline(path)
+    single = save_wan_transformer(tmp_path / "wan2.1_i2v_tiny.safetensors", folder_pipe.dit)
+    parts = dict(vae=path / "vae", text_encoder=umt5, image_encoder=path / "image_encoder")
+    pipe = load_pipeline(single, **parts)
+    assert pipe.config.variant == "i2v" and pipe.config.steps == 40 and pipe.config.shift == 3.0
+    _, frames = _image(16)
+    kw = dict(image=frames, num_frames=9, steps=2, guidance=5.0, shift=3.0)
+    assert torch.equal(pipe.generate(PROMPT, NEGATIVE, **kw), folder_pipe.generate(PROMPT, NEGATIVE, **kw))
+    with pytest.raises(
+        ValueError, match=r"needs its VAE: pass vae=<Wan VAE .safetensors .*\(CLI: --vae PATH\)"
+    ):
+        load_pipeline(single, text_encoder=umt5, image_encoder=path / "image_encoder")
+    with pytest.raises(ValueError, match=r"takes CLIP image tokens .*pass image_encoder="):
+        load_pipeline(single, vae=path / "vae", text_encoder=umt5)
+    with pytest.raises(ValueError, match="carries no text encoder: pass text_encoder=<umT5-XXL"):
+        load_pipeline(single, vae=path / "vae", image_encoder=path / "image_encoder")
+    with pytest.raises(ValueError, match=r"vae=.* is only for Wan checkpoints; 'tiny' is a vidcore model"):
+        load_pipeline("tiny", vae=path / "vae")

@@ -53,6 +53,22 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         help=f"only for {' / '.join(f.capabilities.family for f in takers) or 'no'} models: a text encoder "
         "folder (transformers config.json, safetensors, tokenizer) for checkpoints that carry none",
     )
+    vaes = [f.capabilities.family for f in families() if f.capabilities.external_vae]
+    p.add_argument(
+        "--vae",
+        default=None,
+        metavar="PATH",
+        help=f"only for {' / '.join(vaes) or 'no'} models: the VAE of a single-file checkpoint (.safetensors "
+        "or a diffusers vae/ folder)",
+    )
+    imgs = [f.capabilities.family for f in families() if f.capabilities.external_image_encoder]
+    p.add_argument(
+        "--image-encoder",
+        default=None,
+        metavar="PATH",
+        help=f"only for {' / '.join(imgs) or 'no'} models: the CLIP vision encoder of a single-file image-to-"
+        "video checkpoint (transformers folder or ComfyUI clip_vision file)",
+    )
     p.add_argument(
         "--negative",
         default=None,
@@ -127,7 +143,13 @@ def _run_generate(args: argparse.Namespace) -> int:
         raise SystemExit(f"vidcore generate: {e}") from None
     image = None if args.image is None else read_image(args.image)
     last = None if args.last_image is None else read_image(args.last_image)
-    pipe = load_pipeline(args.model, device=args.device, text_encoder=args.text_encoder)
+    pipe = load_pipeline(
+        args.model,
+        device=args.device,
+        text_encoder=args.text_encoder,
+        vae=args.vae,
+        image_encoder=args.image_encoder,
+    )
     frames = pipe.generate(
         args.prompt,
         negative_prompt=args.negative,

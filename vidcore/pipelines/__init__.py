@@ -19,6 +19,7 @@ from .base import (
 )
 from .registry import (
     Family,
+    Parts,
     builtin_models,
     families,
     family_of,
@@ -35,6 +36,7 @@ register_family(wan.FAMILY)
 __all__ = [
     "Capabilities",
     "Family",
+    "Parts",
     "ImageConditioning",
     "Pipeline",
     "Prepared",

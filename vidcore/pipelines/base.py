@@ -128,9 +128,9 @@ class Capabilities:
     requires_image: bool = False  # an image-to-video model that cannot run without one
     image_hint: str = ""  # which models take an image, for the refusal when this one cannot
     tiling: bool = False  # spatial VAE tiling
-    external_text_encoder: bool = (
-        False  # takes a separately loaded text encoder (load_pipeline text_encoder=)
-    )
+    external_text_encoder: bool = False  # takes a separately given text encoder (text_encoder=)
+    external_vae: bool = False  # takes a separately given VAE (vae=)
+    external_image_encoder: bool = False  # takes a separately given image encoder (image_encoder=)
     fps_conditioning: bool = False  # the denoiser is conditioned on the frame rate
     expert_guidance: bool = False  # two experts with their own CFG scales (guidance_2)
 

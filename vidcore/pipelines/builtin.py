@@ -18,7 +18,7 @@ from ..models.vae import CausalVAE3D
 from ..sampling import SAMPLERS, SCHEDULES, as_velocity_denoiser
 from ..sampling.flow import Denoiser
 from .base import Capabilities, ImageConditioning, Pipeline, SamplingOptions
-from .registry import Family
+from .registry import Family, Parts
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 PIPELINE_FILE = "pipeline.json"
@@ -167,9 +167,7 @@ class VideoPipeline(Pipeline):
         return prediction_denoiser(self.dit, full_hw)
 
 
-def load_folder(
-    folder: Path, device: torch.device, dtype: torch.dtype | None, text_encoder: Any = None
-) -> VideoPipeline:
+def load_folder(folder: Path, device: torch.device, dtype: torch.dtype | None, parts: Parts) -> VideoPipeline:
     """A vidcore model folder -> :class:`VideoPipeline` (the text encoder is the one its config names)."""
     from ..text import load_text_encoder
 

@@ -27,7 +27,7 @@ from ..sampling.flow import Denoiser
 from ..sampling.schedules import dynamic_sigmas
 from ..text.files import has_tokenizer
 from .base import Capabilities, ImageConditioning, Pipeline, SamplingOptions
-from .registry import Family
+from .registry import Family, Parts
 
 CAPABILITIES = Capabilities(
     family="LTX-Video",
@@ -475,13 +475,10 @@ def _ltx_text_encoder(
 
 
 def load_ltx_pipeline(
-    path: str | os.PathLike,
-    device: torch.device,
-    dtype: torch.dtype | None = None,
-    text_encoder: str | os.PathLike | PromptEncoder | None = None,
+    path: str | os.PathLike, device: torch.device, dtype: torch.dtype | None, parts: Parts
 ) -> LTXPipeline:
     """:meth:`LTXPipeline.from_checkpoint` with the T5 resolved (see :func:`_ltx_text_encoder`)."""
-    encoder = _ltx_text_encoder(Path(path), text_encoder, device, dtype)
+    encoder = _ltx_text_encoder(Path(path), parts.text_encoder, device, dtype)
     return LTXPipeline.from_checkpoint(path, encoder, device=device, dtype=dtype)
 
 

@@ -15,6 +15,24 @@ from ..devices import resolve_device
 from .base import Capabilities, Pipeline
 
 
+@dataclass(frozen=True)
+class Parts:
+    """Components given apart from the checkpoint (paths or loaded objects), as ComfyUI users keep them:
+    a text encoder (T5 / umT5 folder), a VAE and an image encoder (CLIP vision)."""
+
+    text_encoder: str | os.PathLike | Any | None = None
+    vae: str | os.PathLike | Any | None = None
+    image_encoder: str | os.PathLike | Any | None = None
+
+
+# part -> the Capabilities flag saying a family takes it separately
+PART_FLAGS = {
+    "text_encoder": "external_text_encoder",
+    "vae": "external_vae",
+    "image_encoder": "external_image_encoder",
+}
+
+
 def _nothing_to_explain(path: Path) -> str | None:
     return None
 
@@ -28,9 +46,10 @@ class Family:
     """A registered model family: how to recognise its checkpoints and build its pipeline.
 
     ``detect(path)`` must decide from file names, config files and safetensors headers only (no tensor
-    data). ``load(path, device, dtype, text_encoder)`` builds the pipeline (``text_encoder`` is None
-    unless ``capabilities.external_text_encoder``). ``explain(path)`` says why a path shaped like this
-    family's checkpoints is not loadable (None when it is not shaped like them). ``folders`` are the
+    data). ``load(path, device, dtype, parts)`` builds the pipeline; :class:`Parts` carries the
+    separately given components, each None unless the capabilities say the family takes it.
+    ``explain(path)`` says why a path shaped like this family's checkpoints is not loadable (None when it
+    is not shaped like them). ``folders`` are the
     ComfyUI model folder kinds its checkpoints live in; ``text_encoder_types`` the transformers
     ``model_type`` values of the text encoders it takes separately.
     """
@@ -39,7 +58,7 @@ class Family:
     capabilities: Capabilities
     describe: str
     detect: Callable[[Path], bool]
-    load: Callable[[Path, torch.device, torch.dtype | None, Any], Pipeline]
+    load: Callable[[Path, torch.device, torch.dtype | None, Parts], Pipeline]
     explain: Callable[[Path], str | None] = _nothing_to_explain
     builtins: Callable[[], dict[str, Path]] = _no_builtins
     folders: tuple[str, ...] = ()
@@ -123,18 +142,25 @@ def load_pipeline(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     text_encoder: str | os.PathLike | Any | None = None,
+    vae: str | os.PathLike | Any | None = None,
+    image_encoder: str | os.PathLike | Any | None = None,
 ) -> Pipeline:
     """Load a built-in model by name (``"tiny"``) or any checkpoint a registered family detects (a vidcore
-    model folder, an LTX-Video single file or diffusers folder, ...); everything offline.
+    model folder, an LTX-Video single file or diffusers folder, a Wan diffusers folder or single file, ...);
+    everything offline.
 
-    ``text_encoder``: for families that take one separately (LTX-Video: a T5 folder, or a loaded
-    encoder); other families name their own.
+    ``text_encoder`` / ``vae`` / ``image_encoder``: components given separately (a path or a loaded
+    object), for families that take them (LTX-Video: a T5 folder; a Wan single-file transformer: its VAE,
+    umT5 folder and, for I2V, CLIP vision); other families bring their own and refuse them by name.
     """
     fam, path = resolve_model(name_or_path)
-    if text_encoder is not None and not fam.capabilities.external_text_encoder:
-        takers = [f.capabilities.family for f in families() if f.capabilities.external_text_encoder]
-        raise ValueError(
-            f"text_encoder={str(text_encoder)!r} is only for {' / '.join(takers) or 'no'} checkpoints; "
-            f"{str(name_or_path)!r} is a {fam.capabilities.family} model, which names its own text encoder"
-        )
-    return fam.load(path, resolve_device(device), dtype, text_encoder)
+    parts = Parts(text_encoder, vae, image_encoder)
+    for name, flag in PART_FLAGS.items():
+        value = getattr(parts, name)
+        if value is not None and not getattr(fam.capabilities, flag):
+            takers = [f.capabilities.family for f in families() if getattr(f.capabilities, flag)]
+            raise ValueError(
+                f"{name}={str(value)!r} is only for {' / '.join(takers) or 'no'} checkpoints; "
+                f"{str(name_or_path)!r} is a {fam.capabilities.family} model, which brings its own {name}"
+            )
+    return fam.load(path, resolve_device(device), dtype, parts)

@@ -24,14 +24,13 @@ import torch
 from torch import Tensor, nn
 
 from ..config import ConfigMixin, check_choice, check_positive, check_positive_int
-from ..models.wan import load_wan_transformer
+from ..models.wan import WanLayoutError, load_wan_transformer, load_wan_vae, read_wan_layout
 from ..models.wan.transformer import WanTransformer
-from ..models.wan.vae_loading import load_wan_vae
 from ..sampling import SAMPLERS
 from ..sampling.flow import Denoiser
 from ..sampling.schedules import timesteps_on_grid, wan_flow_sigmas, wan_flow_timesteps
 from .base import Capabilities, ImageConditioning, Pipeline, SamplingOptions
-from .registry import Family
+from .registry import Family, Parts
 
 # Wan-Video/Wan2.1 wan/configs/shared_config.py: the negative prompt every Wan task samples with.
 WAN_NEGATIVE_PROMPT = (
@@ -102,6 +101,8 @@ def capabilities_of(variant: str) -> Capabilities:
         requires_image=variant in ("i2v", "flf2v", "i2v_a14b"),
         image_hint=f"image-to-video needs a {I2V_KINDS} checkpoint",
         external_text_encoder=True,
+        external_vae=True,
+        external_image_encoder=True,
         expert_guidance=variant in ("t2v_a14b", "i2v_a14b"),
     )
 
@@ -407,41 +408,78 @@ def variant_of(transformer: WanTransformer, index: dict[str, Any], two_experts: 
     return "i2v" if image_channels else "t2v"
 
 
-def load_wan_pipeline(
-    path: Path, device: torch.device, dtype: torch.dtype | None = None, text_encoder: Any = None
-) -> WanPipeline:
-    """A diffusers Wan folder (transformer/, optional transformer_2/, vae/, text_encoder/ + tokenizer/,
-    image_encoder/ + image_processor/ for 2.1 I2V / FLF2V, scheduler/ for the shift)."""
+# Original Wan generate.py defaults per task (Wan-Video/Wan2.1 generate.py, Wan-Video/Wan2.2 wan/configs):
+# (steps, shift, num_frames, height, width, fps) for single-file checkpoints, which carry no scheduler config.
+SINGLE_FILE_DEFAULTS = {
+    "t2v": (50, 5.0, 81, 480, 832, 16.0),
+    "i2v": (40, 3.0, 81, 480, 832, 16.0),
+    "flf2v": (50, 16.0, 81, 720, 1280, 16.0),
+    "ti2v": (50, 5.0, 121, 704, 1280, 24.0),
+}
+
+
+def _text_encoder(value: Any, folder: Path | None, tokenizer: Path | None, where: str, device, dtype) -> Any:
+    """umT5 from ``value`` (a folder, or an encoder object), else from ``folder``; Wan reads 512 tokens
+    with the encoder's mask and zero-pads the states (the denoiser zeroes rows past the prompt)."""
     from ..text import load_text_encoder
+
+    if value is not None and not isinstance(value, (str, os.PathLike)):
+        return value  # an already loaded encoder (checked for its width by WanPipeline)
+    source = Path(value) if value is not None else folder
+    if source is None or not (source.exists()):
+        raise ValueError(
+            f"{where} carries no text encoder: pass text_encoder=<umT5-XXL transformers folder> "
+            "(CLI: --text-encoder DIR)"
+        )
+    return load_text_encoder(
+        source,
+        device=device,
+        dtype=dtype,
+        tokenizer_path=tokenizer if value is None else None,
+        max_length=TEXT_LEN,
+        padding="max_length",
+        encoder_mask=True,
+    )
+
+
+def _image_encoder(
+    value: Any, folder: Path | None, transformer: WanTransformer, where: str, device, dtype
+) -> Any:
     from ..text.clip_vision import load_image_encoder
 
+    if transformer.config.image_dim is None:
+        return None
+    if value is not None and not isinstance(value, (str, os.PathLike)):
+        return value
+    source = Path(value) if value is not None else folder
+    if source is None or not source.exists():
+        raise ValueError(
+            f"{where} takes CLIP image tokens (image_dim={transformer.config.image_dim}): pass "
+            "image_encoder=<CLIP vision ViT-H/14 folder or ComfyUI clip_vision file> (CLI: --image-encoder)"
+        )
+    return load_image_encoder(source, device=device, dtype=dtype)
+
+
+def load_wan_pipeline(
+    path: Path, device: torch.device, dtype: torch.dtype | None, parts: Parts
+) -> WanPipeline:
+    """A diffusers Wan folder (transformer/, optional transformer_2/, vae/, text_encoder/ + tokenizer/,
+    image_encoder/ + image_processor/ for 2.1 I2V / FLF2V, scheduler/ for the shift), or a single-file
+    transformer (original, ComfyUI or vidcore layout) with its VAE, umT5 and (I2V / FLF2V) CLIP vision
+    given as ``parts``. Parts given with a folder replace the folder's own."""
+    if path.is_file():
+        return _load_single_file(path, device, dtype, parts)
     index = _read_json(path / "model_index.json")
     transformer = load_wan_transformer(path / "transformer", dtype=dtype, device=device)
     transformer_2 = None
     if (path / "transformer_2").is_dir():
         transformer_2 = load_wan_transformer(path / "transformer_2", dtype=dtype, device=device)
-    vae = load_wan_vae(path / "vae", dtype=dtype, device=device)
-    if isinstance(text_encoder, (str, os.PathLike)) or text_encoder is None:
-        folder = Path(text_encoder) if text_encoder is not None else path / "text_encoder"
-        if not (folder / "config.json").is_file():
-            raise ValueError(
-                f"{str(path)!r} has no text_encoder/ folder: pass text_encoder=<umT5-XXL transformers "
-                "folder> (CLI: --text-encoder DIR)"
-            )
-        own = text_encoder is None and (path / "tokenizer").is_dir()
-        tokenizer = path / "tokenizer" if own else None
-        text_encoder = load_text_encoder(
-            folder,
-            device=device,
-            dtype=dtype,
-            tokenizer_path=tokenizer,
-            max_length=TEXT_LEN,
-            padding="max_length",
-            encoder_mask=True,
-        )
-    image_encoder = None
-    if (path / "image_encoder").is_dir() and transformer.config.image_dim is not None:
-        image_encoder = load_image_encoder(path / "image_encoder", device=device, dtype=dtype)
+    vae = _vae(parts.vae, path / "vae", device, dtype)
+    tokenizer = path / "tokenizer" if (path / "tokenizer").is_dir() else None
+    text = _text_encoder(parts.text_encoder, path / "text_encoder", tokenizer, repr(str(path)), device, dtype)
+    image = _image_encoder(
+        parts.image_encoder, path / "image_encoder", transformer, repr(str(path)), device, dtype
+    )
     variant = variant_of(transformer, index, transformer_2 is not None)
     scheduler = path / "scheduler" / "scheduler_config.json"
     shift = _read_json(scheduler).get("flow_shift") if scheduler.is_file() else None
@@ -453,7 +491,59 @@ def load_wan_pipeline(
         boundary_ratio=index.get("boundary_ratio") if variant in ("t2v_a14b", "i2v_a14b") else None,
         negative_prompt=default_negative_prompt(variant),
     )
-    return WanPipeline(transformer, vae, text_encoder, config, transformer_2, image_encoder)
+    return WanPipeline(transformer, vae, text, config, transformer_2, image)
+
+
+def _vae(value: Any, folder: Path | None, device: torch.device, dtype: torch.dtype | None) -> Any:
+    if value is not None and not isinstance(value, (str, os.PathLike)):
+        return value  # a loaded WanVAE / WanLatentVAE
+    source = Path(value) if value is not None else folder
+    if source is None:
+        raise ValueError(
+            "a Wan single-file transformer needs its VAE: pass vae=<Wan VAE .safetensors or diffusers vae/ "
+            "folder> (CLI: --vae PATH)"
+        )
+    return load_wan_vae(source, dtype=dtype, device=device)
+
+
+def _load_single_file(
+    path: Path, device: torch.device, dtype: torch.dtype | None, parts: Parts
+) -> WanPipeline:
+    where = f"{str(path)!r} (a single-file Wan transformer)"
+    transformer = load_wan_transformer(path, dtype=dtype, device=device)
+    cfg = transformer.config
+    variant = variant_of(transformer, {"expand_timesteps": cfg.out_channels == 48}, False)
+    if variant in ("t2v_a14b", "i2v_a14b"):
+        variant = variant.removesuffix("_a14b")  # one expert on its own runs as a single model
+    vae = _vae(parts.vae, None, device, dtype)
+    text = _text_encoder(parts.text_encoder, None, None, where, device, dtype)
+    image = _image_encoder(parts.image_encoder, None, transformer, where, device, dtype)
+    steps, shift, frames, height, width, fps = SINGLE_FILE_DEFAULTS[variant]
+    config = WanPipelineConfig(
+        name=path.name.removesuffix(path.suffix),
+        variant=variant,
+        steps=steps,
+        shift=shift,
+        num_frames=frames,
+        height=height,
+        width=width,
+        fps=fps,
+        negative_prompt=default_negative_prompt(variant),
+    )
+    return WanPipeline(transformer, vae, text, config, None, image)
+
+
+def is_wan_checkpoint(path: Path) -> bool:
+    """A diffusers Wan folder, or a ``.safetensors`` file whose header is a Wan transformer's."""
+    if path.is_dir():
+        return is_wan_folder(path)
+    if not (path.is_file() and path.suffix in (".safetensors", ".sft")):
+        return False
+    try:
+        read_wan_layout(path)
+    except (WanLayoutError, OSError, ValueError):
+        return False
+    return True
 
 
 def explain(path: Path) -> str | None:
@@ -476,10 +566,13 @@ FAMILY = Family(
         image_conditioning=True,
         last_image_conditioning=True,
         external_text_encoder=True,
+        external_vae=True,
+        external_image_encoder=True,
         expert_guidance=True,
     ),
-    describe="a diffusers Wan 2.1 / 2.2 folder (model_index.json, transformer/, vae/, text_encoder/)",
-    detect=is_wan_folder,
+    describe="a diffusers Wan 2.1 / 2.2 folder (model_index.json, transformer/, vae/, text_encoder/), or a "
+    "single-file Wan transformer with --vae, --text-encoder (umT5 folder) and, for I2V, --image-encoder",
+    detect=is_wan_checkpoint,
     load=load_wan_pipeline,
     explain=explain,
     folders=("diffusion_models", "diffusers"),
