@@ -76,6 +76,25 @@ def text_encoder_choices() -> dict[str, Path | str]:
     return found
 
 
+def part_choices(part: str) -> dict[str, Path]:
+    """Files and folders (one level) in the model folders where families look for a separately given
+    ``part`` ("vae", "image_encoder"), offered only when a family's detector reads them."""
+    from vidcore.pipelines import families
+
+    found: dict[str, Path] = {}
+    for family in families():
+        kinds, detect = family.part_files.get(part, ((), None))
+        for kind in kinds:
+            for root in _host.model_folders(kind):
+                for entry in sorted(root.iterdir()):
+                    key = (f"{family.name}:{part}", str(entry), _host.ModelCache.stamp(entry))
+                    if key not in _detected:
+                        _detected[key] = bool(detect(entry))
+                    if _detected[key]:
+                        found.setdefault(entry.name, entry)
+    return found
+
+
 def model_text_encoder_choices() -> dict[str, Path]:
     """Text encoder folders in models/text_encoders of the types that families taking a separate text
     encoder accept (T5 / UMT5 for LTX-Video)."""
@@ -136,29 +155,57 @@ class VidCoreLoadModel:
                     [AUTO_TEXT_ENCODER, *sorted(model_text_encoder_choices())],
                     {
                         "default": AUTO_TEXT_ENCODER,
-                        "tooltip": "LTX-Video only: T5-v1.1-XXL folder in models/text_encoders (config.json, "
-                        "model.safetensors, tokenizer). auto = the diffusers folder's own text_encoder/.",
+                        "tooltip": "LTX-Video / Wan: T5-v1.1-XXL or umT5-XXL folder in models/text_encoders "
+                        "(config.json, safetensors, tokenizer). auto = the diffusers folder's own "
+                        "text_encoder/.",
+                    },
+                ),
+                "vae_name": (
+                    [AUTO_TEXT_ENCODER, *sorted(part_choices("vae"))],
+                    {
+                        "default": AUTO_TEXT_ENCODER,
+                        "tooltip": "Single-file Wan transformers: their VAE in models/vae. auto = the "
+                        "checkpoint's own (diffusers folders).",
+                    },
+                ),
+                "clip_vision_name": (
+                    [AUTO_TEXT_ENCODER, *sorted(part_choices("image_encoder"))],
+                    {
+                        "default": AUTO_TEXT_ENCODER,
+                        "tooltip": "Single-file Wan 2.1 I2V / FLF2V transformers: the CLIP vision encoder in "
+                        "models/clip_vision. auto = the checkpoint's own (diffusers folders).",
                     },
                 ),
             },
         }
 
-    def load(self, model_name: str, precision: str, text_encoder_name: str | None = None):
+    def load(
+        self,
+        model_name: str,
+        precision: str,
+        text_encoder_name: str | None = None,
+        vae_name: str | None = None,
+        clip_vision_name: str | None = None,
+    ):
         from vidcore.pipelines import load_pipeline
 
         path = _host.pick(model_choices(), model_name, "model_name", _model_folders_text())
-        text = None
+        text = vae = clip = None
         if text_encoder_name not in (None, AUTO_TEXT_ENCODER):
             text = _host.pick(
                 model_text_encoder_choices(), text_encoder_name, "text_encoder_name", "models/text_encoders"
             )
+        if vae_name not in (None, AUTO_TEXT_ENCODER):
+            vae = _host.pick(part_choices("vae"), vae_name, "vae_name", "models/vae")
+        if clip_vision_name not in (None, AUTO_TEXT_ENCODER):
+            clip = _host.pick(
+                part_choices("image_encoder"), clip_vision_name, "clip_vision_name", "models/clip_vision"
+            )
         device, dtype = _device_dtype(precision)
+        parts = dict(text_encoder=text, vae=vae, image_encoder=clip)
+        kind = "pipeline" + "".join(f":{k}={v}" for k, v in parts.items() if v is not None)
         pipe = _host.MODELS.get(
-            f"pipeline:{text}" if text else "pipeline",
-            path,
-            device,
-            dtype,
-            lambda: load_pipeline(path, _host.weights_device(), dtype, text_encoder=text),
+            kind, path, device, dtype, lambda: load_pipeline(path, _host.weights_device(), dtype, **parts)
         )
         # vae: the VAE over the latents this model samples (LTX-Video: normalised latents).
         return (pipe, pipe.vae, pipe.text_encoder)

@@ -159,3 +159,46 @@ def test_wan_single_file_with_separate_parts_equals_the_folder(folders, tmp_path
         load_pipeline(single, vae=path / "vae", image_encoder=path / "image_encoder")
     with pytest.raises(ValueError, match=r"vae=.* is only for Wan checkpoints; 'tiny' is a vidcore model"):
         load_pipeline("tiny", vae=path / "vae")
+
+
+def test_load_model_node_takes_single_file_wan_with_its_parts(folders, tmp_path):
+    import shutil
+
+    from nodes import NODE_CLASS_MAPPINGS as N
+    from nodes import _host
+    from vidcore.models.wan import save_wan_transformer
+
+    _, path = folders["i2v"]
+    models = tmp_path / "models"
+    kinds = ("diffusion_models", "vae", "clip_vision", "text_encoders")
+    for kind in kinds:
+        (models / kind).mkdir(parents=True)
+    folder_pipe = load_pipeline(path)
+    save_wan_transformer(models / "diffusion_models" / "wan_i2v_tiny.safetensors", folder_pipe.dit)
+    shutil.copytree(path / "vae", models / "vae" / "wan_vae")
+    shutil.copytree(path / "image_encoder", models / "clip_vision" / "clip_h")
+    shutil.copy(path / "image_processor" / "preprocessor_config.json", models / "clip_vision" / "clip_h")
+    shutil.copytree(path.parent / "umt5", models / "text_encoders" / "umt5_tiny")
+    (models / "vae" / "not_a_vae.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    _host.set_folders(
+        models={k: [models / k] for k in ("diffusion_models", "vae", "clip_vision", "text_encoders")}
+    )
+    try:
+        spec = N["VidCoreLoadModel"].INPUT_TYPES()
+        assert "wan_i2v_tiny.safetensors" in spec["required"]["model_name"][0]
+        assert spec["optional"]["vae_name"][0] == ["auto", "wan_vae"]  # only what the Wan family reads
+        assert spec["optional"]["clip_vision_name"][0] == ["auto", "clip_h"]
+        assert "umt5_tiny" in spec["optional"]["text_encoder_name"][0]
+        model, vae, te = N["VidCoreLoadModel"]().load(
+            "wan_i2v_tiny.safetensors", "fp32", "umt5_tiny", "wan_vae", "clip_h"
+        )
+        _, frames = _image(16)
+        kw = dict(image=frames, num_frames=9, steps=2, guidance=5.0, shift=3.0)
+        assert torch.equal(
+            model.generate(PROMPT, NEGATIVE, **kw), folder_pipe.generate(PROMPT, NEGATIVE, **kw)
+        )
+        with pytest.raises(ValueError, match="needs its VAE"):
+            N["VidCoreLoadModel"]().load("wan_i2v_tiny.safetensors", "fp32", "umt5_tiny", "auto", "clip_h")
+    finally:
+        _host.set_folders(models={})
+        _host.MODELS.clear()

@@ -63,6 +63,9 @@ class Family:
     builtins: Callable[[], dict[str, Path]] = _no_builtins
     folders: tuple[str, ...] = ()
     text_encoder_types: tuple[str, ...] = field(default=())
+    # part name -> (ComfyUI model folder kinds to search, detector from names / headers only): how a host
+    # lists the separately given parts this family reads (e.g. Wan VAE files in models/vae).
+    part_files: dict[str, tuple[tuple[str, ...], Callable[[Path], bool]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:

@@ -546,6 +546,41 @@ def is_wan_checkpoint(path: Path) -> bool:
     return True
 
 
+def is_wan_vae(path: Path) -> bool:
+    """A Wan VAE ``.safetensors`` file or diffusers vae/ folder, judged from names and shapes only."""
+    from ..models.wan import detect_wan_vae_layout
+    from ..models.wan.vae_loading import read_shapes
+
+    files = [path] if path.is_file() else sorted(path.glob("*.safetensors")) if path.is_dir() else []
+    if len(files) != 1 or files[0].suffix not in (".safetensors", ".sft"):
+        return False
+    try:
+        detect_wan_vae_layout(*read_shapes(files[0]), source=str(files[0]))
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def is_clip_vision(path: Path) -> bool:
+    """A CLIP vision transformers folder (config.json naming a CLIP model) or a ``.safetensors`` file
+    with CLIP vision tower keys (``vision_model.*``), judged from names only."""
+    if path.is_dir():
+        try:
+            model_type = json.loads((path / "config.json").read_text()).get("model_type", "")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            return False
+        return model_type in ("clip", "clip_vision_model")
+    if not (path.is_file() and path.suffix in (".safetensors", ".sft")):
+        return False
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            return any(".encoder.layers." in k and "vision_model" in k for k in f.keys())
+    except (OSError, ValueError, RuntimeError):
+        return False
+
+
 def explain(path: Path) -> str | None:
     if path.is_dir() and (path / "model_index.json").is_file() and not is_wan_folder(path):
         return None
@@ -577,4 +612,5 @@ FAMILY = Family(
     explain=explain,
     folders=("diffusion_models", "diffusers"),
     text_encoder_types=("umt5",),
+    part_files={"vae": (("vae",), is_wan_vae), "image_encoder": (("clip_vision",), is_clip_vision)},
 )
