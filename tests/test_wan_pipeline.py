@@ -202,3 +202,18 @@ def test_load_model_node_takes_single_file_wan_with_its_parts(folders, tmp_path)
     finally:
         _host.set_folders(models={})
         _host.MODELS.clear()
+
+
+def test_wan_vae_reports_every_latent_frame(folders):
+    """The node-facing VAE decodes latent frame by latent frame and says so (ComfyUI progress + cancel)."""
+    _, path = folders["t2v"]
+    vae = load_pipeline(path).vae
+    ticks = []
+    video = vae.decode(torch.zeros(1, 16, 3, 2, 2), callback=lambda done, total: ticks.append((done, total)))
+    assert video.shape == (1, 3, 9, 16, 16) and ticks == [(1, 3), (2, 3), (3, 3)]
+
+    def cancel(done, total):
+        raise InterruptedError("cancelled")
+
+    with pytest.raises(InterruptedError):
+        vae.decode(torch.zeros(1, 16, 3, 2, 2), callback=cancel)

@@ -160,10 +160,7 @@ class WanLatentVAE:
         with a feature cache: memory flat in the frame count)."""
         _no_chunks(temporal_chunk, tile_size, tile_overlap)
         device = next(self.vae.parameters()).device
-        video = self.vae.decode(self.vae.denormalize(latents.to(device).float()).to(self.dtype))
-        if callback is not None:
-            callback(1, 1)
-        return video
+        return self.vae.decode(self.vae.denormalize(latents.to(device).float()).to(self.dtype), callback)
 
 
 def _no_chunks(temporal_chunk: int | None, tile_size: int | None, tile_overlap: int | None) -> None:

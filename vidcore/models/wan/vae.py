@@ -8,6 +8,8 @@ the input and output tensors themselves.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -203,10 +205,11 @@ class WanVAE(nn.Module):
         return mean + torch.exp(0.5 * logvar) * eps
 
     # ---- decode --------------------------------------------------------------------------------------------
-    def decode(self, latents: Tensor) -> Tensor:
+    def decode(self, latents: Tensor, callback: Callable[[int, int], None] | None = None) -> Tensor:
         """Raw latents [B, z_dim, T', H', W'] -> video [B, 3, 1 + r(T'-1), s·H', s·W'] clamped to [-1, 1].
 
-        One latent frame per decoder pass: the first gives one frame, each later one r frames.
+        One latent frame per decoder pass: the first gives one frame, each later one r frames;
+        ``callback(done, total)`` after each (a host's progress and cancellation point).
         """
         z = self.config.z_dim
         if (
@@ -229,6 +232,8 @@ class WanVAE(nn.Module):
             out[:, :, start : start + frames.shape[2]] = frames.clamp_(-1.0, 1.0)
             start += frames.shape[2]
             stream.first_chunk = False
+            if callback is not None:
+                callback(i + 1, t_lat)
         return out
 
     # ---- latent normalisation ------------------------------------------------------------------------------
