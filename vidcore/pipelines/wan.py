@@ -560,7 +560,7 @@ def is_wan_vae(path: Path) -> bool:
 
 def is_clip_vision(path: Path) -> bool:
     """A CLIP vision transformers folder (config.json naming a CLIP model) or a ``.safetensors`` file
-    with CLIP vision tower keys (``vision_model.*``), judged from names only."""
+    holding one CLIP vision tower (transformers or open_clip names), judged from names only."""
     if path.is_dir():
         try:
             model_type = json.loads((path / "config.json").read_text()).get("model_type", "")
@@ -571,9 +571,11 @@ def is_clip_vision(path: Path) -> bool:
         return False
     from safetensors import safe_open
 
+    from ..text.clip_vision import clip_vision_towers
+
     try:
         with safe_open(str(path), "pt") as f:
-            return any(".encoder.layers." in k and "vision_model" in k for k in f.keys())
+            return len(clip_vision_towers(set(f.keys()))) == 1
     except (OSError, ValueError, RuntimeError):
         return False
 

@@ -9,8 +9,8 @@ the folder or a sibling ``image_processor/``), or from one ComfyUI-style safeten
 unpickled.
 
 Single-file facts (Comfy-Org/ComfyUI comfy/clip_vision.py ``load`` and ``load_clipvision_from_sd``): the
-files hold transformers ``CLIPVisionModelWithProjection`` names (``vision_model.*`` +
-``visual_projection.weight``), or open_clip names under ``visual.`` (``conv1``, ``class_embedding``,
+files hold transformers ``CLIPVisionModelWithProjection`` names (``vision_model.embeddings.*``, ...,
++ ``visual_projection.weight``), or open_clip names under ``visual.`` (``conv1``, ``class_embedding``,
 ``positional_embedding``, ``ln_pre``, ``transformer.resblocks.N.attn.in_proj_weight`` (q, k, v stacked),
 ``ln_post``, ``proj``), which ComfyUI renames in ``convert_to_transformers`` (comfy/utils.py
 ``transformers_convert``); full checkpoints nest either under a prefix (``conditioner.embedders.0.open_clip
@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,14 +52,16 @@ KNOWN_TOWERS: dict[tuple[int, int, int, int], tuple[str, int, str]] = {
     (1024, 24, 4096, 14): ("ViT-L/14", 16, "quick_gelu"),
 }
 
-# Role -> key (after the prefix) in each layout; the layer index is the third dotted part in both.
+# Role -> key after the prefix in each layout. The transformers prefix ends in "vision_model." for files of
+# CLIPVisionModel(WithProjection) saved by transformers 4 and CLIPVisionModelWithProjection by 5; a
+# CLIPVisionModel saved by transformers 5 has no "vision_model." (the class itself is the tower there).
 _ROLES = {
     "transformers": {
-        "class": "vision_model.embeddings.class_embedding",
-        "patch": "vision_model.embeddings.patch_embedding.weight",
-        "positions": "vision_model.embeddings.position_embedding.weight",
-        "fc1": "vision_model.encoder.layers.0.mlp.fc1.weight",
-        "layers": r"vision_model\.encoder\.layers\.(\d+)\.",
+        "class": "embeddings.class_embedding",
+        "patch": "embeddings.patch_embedding.weight",
+        "positions": "embeddings.position_embedding.weight",
+        "fc1": "encoder.layers.0.mlp.fc1.weight",
+        "layers": r"encoder\.layers\.(\d+)\.",
     },
     "open_clip": {
         "class": "class_embedding",
@@ -69,9 +72,10 @@ _ROLES = {
     },
 }
 _OPEN_CLIP_MARK = "transformer.resblocks.0.attn.in_proj_weight"
-# Kept by older transformers (a persistent buffer then) or only used for CLIP's pooled embedding.
-_UNUSED = ("vision_model.embeddings.position_ids", "visual_projection.weight")
-# open_clip visual name -> transformers name under vision_model. (blocks: under encoder.layers.N.)
+# Not read (after the prefix): a buffer older transformers saved, and the projections to CLIP's joint
+# embedding (transformers, open_clip), unused for hidden states.
+_UNUSED = ("embeddings.position_ids", "visual_projection.weight", "proj")
+# open_clip visual name -> transformers tower name (blocks: under encoder.layers.N.)
 _OPEN_CLIP_FIXED = {
     "class_embedding": "embeddings.class_embedding",
     "conv1.weight": "embeddings.patch_embedding.weight",
@@ -146,24 +150,25 @@ def _layout_hint(keys: list[str]) -> str:
         )
     if any(".layer_scale" in k for k in keys):
         return " (these look like a DINOv2 image encoder, not CLIP)"
-    if any(k.endswith("vision_model.embeddings.patch_embedding.weight") for k in keys):
+    if any(k.endswith("embeddings.patch_embedding.weight") for k in keys):
         return " (a vision tower without a class token, e.g. SigLIP: not a CLIP vision model)"
     if any("text_model." in k or k.startswith("encoder.block.") for k in keys):
         return " (these look like text encoder weights)"
     return ""
 
 
-def _candidates(shapes: dict[str, tuple[int, ...]]) -> list[tuple[str, str]]:
-    """Every ``(kind, prefix)`` under which the file holds a CLIP vision tower."""
+def clip_vision_towers(keys: Collection[str]) -> list[tuple[str, str]]:
+    """Every ``(kind "transformers" | "open_clip", prefix)`` under which a file's keys hold a CLIP vision
+    tower, from names alone (what a host lists as a CLIP vision file)."""
     found = []
     mark = _ROLES["transformers"]["class"]
-    for key in shapes:
-        if key.endswith(mark):
+    for key in keys:
+        if key == mark or key.endswith("." + mark):
             found.append(("transformers", key[: -len(mark)]))
-        elif key.endswith(_OPEN_CLIP_MARK):
+        elif key == _OPEN_CLIP_MARK or key.endswith("." + _OPEN_CLIP_MARK):
             prefix = key[: -len(_OPEN_CLIP_MARK)]
             # open_clip keeps its text tower's blocks unprefixed, also under transformer.resblocks.
-            if prefix + "conv1.weight" in shapes and prefix + "class_embedding" in shapes:
+            if prefix + "conv1.weight" in keys and prefix + "class_embedding" in keys:
                 found.append(("open_clip", prefix))
     return sorted(found)
 
@@ -180,7 +185,7 @@ def detect_clip_vision_checkpoint(
     (positions = (image / patch)^2 + 1); heads and activation come from ``num_attention_heads`` /
     ``hidden_act`` when given, else from :data:`KNOWN_TOWERS`; an unknown size without them is refused.
     """
-    found = _candidates(shapes)
+    found = clip_vision_towers(shapes)
     if not found:
         keys = sorted(shapes)
         groups = sorted({".".join(k.split(".")[:2]) for k in keys})
@@ -265,13 +270,13 @@ def _open_clip_to_transformers(state: dict[str, Tensor], source: str, prefix: st
     unknown = []
     for key, value in state.items():
         if key in _OPEN_CLIP_FIXED:
-            out["vision_model." + _OPEN_CLIP_FIXED[key]] = value
+            out[_OPEN_CLIP_FIXED[key]] = value
             continue
         m = re.fullmatch(r"transformer\.resblocks\.(\d+)\.(.+)", key)
         if m is None:
             unknown.append(prefix + key)
             continue
-        layer = f"vision_model.encoder.layers.{m.group(1)}."
+        layer = f"encoder.layers.{m.group(1)}."
         module, _, param = m.group(2).rpartition(".")
         if m.group(2) in ("attn.in_proj_weight", "attn.in_proj_bias"):
             # q, k, v stacked along dim 0 (torch.nn.MultiheadAttention's packed input projection)
@@ -291,17 +296,16 @@ def _open_clip_to_transformers(state: dict[str, Tensor], source: str, prefix: st
 
 
 def _read_tower(path: Path, layout: CLIPVisionLayout, source: str) -> dict[str, Tensor]:
-    """The tower's tensors only (a full checkpoint's other weights stay on disk), in transformers names."""
+    """The tower's tensors only (a full checkpoint's other weights stay on disk), in transformers tower names
+    (``embeddings.*``, ``pre_layrnorm.*``, ``encoder.layers.N.*``, ``post_layernorm.*``)."""
     from safetensors import safe_open
 
     prefix = layout.prefix
-    take = prefix + "vision_model." if layout.kind == "transformers" else prefix
-    skip = {prefix + "proj"}  # open_clip's [hidden, projection] output head, unused for hidden states
-    skip.update(prefix + k for k in _UNUSED)
+    skip = {prefix + k for k in _UNUSED}
     state: dict[str, Tensor] = {}
     with safe_open(str(path), framework="pt") as f:
         for key in f.keys():
-            if key.startswith(take) and key not in skip:
+            if key.startswith(prefix) and key not in skip:
                 state[key[len(prefix) :]] = f.get_tensor(key)
     if layout.kind == "open_clip":
         state = _open_clip_to_transformers(state, source, prefix)
@@ -327,9 +331,14 @@ def _load_single_file(
     layout = detect_clip_vision_checkpoint(shapes, num_attention_heads, hidden_act, source)
     with torch.device("meta"):
         model = CLIPVisionModel(CLIPVisionConfig(**layout.config))
-    load_into(model, _read_tower(path, layout, source), dtype=dtype, device=device, source=source)
+    # transformers 4 nests the tower as CLIPVisionModel.vision_model; in transformers 5 the class is it.
+    tower = getattr(model, "vision_model", model)
+    inner = "vision_model." if tower is not model else ""
+    state = {inner + k: v for k, v in _read_tower(path, layout, source).items()}
+    where = f"{source} ({layout.kind} names under {layout.prefix!r})"
+    load_into(model, state, dtype=dtype, device=device, source=where)
     # position_ids is a non-persistent buffer (no file holds it): it is still on meta after the load.
-    embeddings = model.vision_model.embeddings
+    embeddings = tower.embeddings
     embeddings.position_ids = torch.arange(embeddings.num_positions, device=device).expand(1, -1)
     left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if left:
