@@ -48,9 +48,9 @@ def pair():
     return ref_t, ref_v, LTXPipeline(t.eval(), v.eval(), FakeT5(), cfg)
 
 
-def test_ltx_pipeline_matches_diffusers_ltx_pipeline(pair):
+def _reference(name: str, transformer, vae):
+    """diffusers' LTX pipeline ``name`` with LTX-Video's scheduler (dynamic shift, terminal 0.1), no T5."""
     diffusers = pytest.importorskip("diffusers")
-    ref_t, ref_v, ours = pair
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler(
         use_dynamic_shifting=True,
         base_shift=0.95,
@@ -59,10 +59,16 @@ def test_ltx_pipeline_matches_diffusers_ltx_pipeline(pair):
         max_image_seq_len=4096,
         shift_terminal=0.1,
     )
-    ref = diffusers.LTXPipeline(
-        scheduler=scheduler, vae=ref_v, text_encoder=None, tokenizer=None, transformer=ref_t
+    ref = getattr(diffusers, name)(
+        scheduler=scheduler, vae=vae, text_encoder=None, tokenizer=None, transformer=transformer
     )
     ref.set_progress_bar_config(disable=True)
+    return ref
+
+
+def test_ltx_pipeline_matches_diffusers_ltx_pipeline(pair):
+    ref_t, ref_v, ours = pair
+    ref = _reference("LTXPipeline", ref_t, ref_v)
     prompt, negative = "a red fox running", "blurry"
     emb, mask = FakeT5().encode([prompt, negative])
     kw = dict(num_frames=9, height=64, width=64, guidance_rescale=0.5)
@@ -110,20 +116,8 @@ def test_ltx_pipeline_bad_input(pair):
 
 
 def test_ltx_image_to_video_matches_diffusers(pair):
-    diffusers = pytest.importorskip("diffusers")
     ref_t, ref_v, ours = pair
-    scheduler = diffusers.FlowMatchEulerDiscreteScheduler(
-        use_dynamic_shifting=True,
-        base_shift=0.95,
-        max_shift=2.05,
-        base_image_seq_len=1024,
-        max_image_seq_len=4096,
-        shift_terminal=0.1,
-    )
-    ref = diffusers.LTXImageToVideoPipeline(
-        scheduler=scheduler, vae=ref_v, text_encoder=None, tokenizer=None, transformer=ref_t
-    )
-    ref.set_progress_bar_config(disable=True)
+    ref = _reference("LTXImageToVideoPipeline", ref_t, ref_v)
     prompt, negative = "a red fox running", "blurry"
     emb, mask = FakeT5().encode([prompt, negative])
     image = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(3))  # ComfyUI IMAGE layout

@@ -27,11 +27,17 @@ EPILOG = """examples:
 """
 
 
+def _families_taking(flag: str) -> str:
+    """Display names of the registered families whose capabilities set ``flag`` ("no" when none do)."""
+    from .pipelines import families
+
+    return " / ".join(f.capabilities.family for f in families() if getattr(f.capabilities, flag)) or "no"
+
+
 def _add_generate(sub: argparse._SubParsersAction) -> None:
     from .pipelines import builtin_models, families
     from .sampling import SAMPLERS, SCHEDULES
 
-    takers = [f for f in families() if f.capabilities.external_text_encoder]
     p = sub.add_parser(
         "generate",
         help="text -> video with a vidcore model (the built-in `tiny` by default)",
@@ -50,23 +56,22 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         "--text-encoder",
         default=None,
         metavar="DIR",
-        help=f"only for {' / '.join(f.capabilities.family for f in takers) or 'no'} models: a text encoder "
+        help=f"only for {_families_taking('external_text_encoder')} models: a text encoder "
         "folder (transformers config.json, safetensors, tokenizer) for checkpoints that carry none",
     )
-    vaes = [f.capabilities.family for f in families() if f.capabilities.external_vae]
     p.add_argument(
         "--vae",
         default=None,
         metavar="PATH",
-        help=f"only for {' / '.join(vaes) or 'no'} models: the VAE of a single-file checkpoint (.safetensors "
-        "or a diffusers vae/ folder)",
+        help=f"only for {_families_taking('external_vae')} models: the VAE of a single-file checkpoint "
+        "(.safetensors or a diffusers vae/ folder)",
     )
-    imgs = [f.capabilities.family for f in families() if f.capabilities.external_image_encoder]
     p.add_argument(
         "--image-encoder",
         default=None,
         metavar="PATH",
-        help=f"only for {' / '.join(imgs) or 'no'} models: the CLIP vision encoder of a single-file image-to-"
+        help=f"only for {_families_taking('external_image_encoder')} models: the CLIP vision encoder of a "
+        "single-file image-to-"
         "video checkpoint (transformers folder or ComfyUI clip_vision file)",
     )
     p.add_argument(
@@ -74,20 +79,19 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="negative prompt (the CFG unconditional branch; default: the model's own if any, else empty)",
     )
-    takers = [f.capabilities.family for f in families() if f.capabilities.image_conditioning]
     p.add_argument(
         "--image",
         default=None,
         metavar="FIRST.png",
-        help=f"first frame for image-to-video ({' / '.join(takers) or 'no'} models); its size is the video's "
+        help=f"first frame for image-to-video ({_families_taking('image_conditioning')} models); its size is "
+        "the video's "
         "unless --height/--width are given (then they must match)",
     )
-    lasts = [f.capabilities.family for f in families() if f.capabilities.last_image_conditioning]
     p.add_argument(
         "--last-image",
         default=None,
         metavar="LAST.png",
-        help=f"last frame as well (first-last-frame models: {' / '.join(lasts) or 'none registered'})",
+        help=f"last frame as well ({_families_taking('last_image_conditioning')} models)",
     )
     p.add_argument(
         "--frames", type=int, default=None, help="number of frames (1 + 4k for tiny, 8k + 1 for LTX)"
@@ -110,7 +114,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         help="frames per second of the written file; "
-        + (" / ".join(f.capabilities.family for f in families() if f.capabilities.fps_conditioning) or "no")
+        + _families_taking("fps_conditioning")
         + " models are also conditioned on it (default: the model's own)",
     )
     p.add_argument("--format", choices=FORMATS, default=None, help="container (default: from the suffix)")

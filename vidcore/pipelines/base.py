@@ -229,6 +229,34 @@ class ImageConditioning:
         return self.latents.to(x) * self.mask.to(x) + x * (1 - self.mask.to(x))
 
 
+class LatentVAE:
+    """Base of the VAE handles families give the ComfyUI nodes (``pipe.vae``): vidcore's VAE interface over
+    a VAE module in the latents the denoiser sees (families normalise them their own way in ``encode`` /
+    ``decode``)."""
+
+    def __init__(self, vae: nn.Module) -> None:
+        self.vae = vae
+
+    @property
+    def config(self) -> Any:
+        return self.vae.config
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.vae.parameters()).dtype
+
+    def parameters(self) -> Any:
+        return self.vae.parameters()
+
+    def components(self) -> dict[str, nn.Module]:
+        """The torch modules this handle runs (what a host such as ComfyUI moves and frees)."""
+        return {"vae": self.vae}
+
+    def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """(C, T', H', W') of the latents of a ``num_frames x height x width`` video; raises if not valid."""
+        return self.vae.latent_shape(num_frames, height, width)
+
+
 @dataclass
 class Prepared:
     """Initial state of a run: float32 noise (already mixed with any held image latents), the generator

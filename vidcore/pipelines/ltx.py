@@ -26,7 +26,7 @@ from ..sampling import SAMPLERS
 from ..sampling.flow import Denoiser
 from ..sampling.schedules import dynamic_sigmas
 from ..text.files import has_tokenizer
-from .base import Capabilities, ImageConditioning, Pipeline, SamplingOptions
+from .base import Capabilities, ImageConditioning, LatentVAE, Pipeline, SamplingOptions
 from .registry import Family, Parts
 
 CAPABILITIES = Capabilities(
@@ -156,7 +156,7 @@ def decode_ltx_latents(
     return vae.decode(z.to(vae_dtype), timestep, generator=gen, temporal_chunk=temporal_chunk)
 
 
-class LTXLatentVAE:
+class LTXLatentVAE(LatentVAE):
     """vidcore's VAE interface over an LTX VAE: ``encode`` video -> normalised latents, ``decode`` back.
 
     What the ComfyUI VAE Encode / VAE Decode nodes call (LATENT holds normalised latents, as the transformer
@@ -173,31 +173,15 @@ class LTXLatentVAE:
     ) -> None:
         if not isinstance(vae, LTXVideoVAE):
             raise TypeError(f"vae must be an LTXVideoVAE, got {type(vae).__name__}")
-        self.vae = vae
+        super().__init__(vae)
         self.decode_timestep = float(decode_timestep)
         self.decode_noise_scale = decode_noise_scale
         self.seed = int(seed)
 
-    @property
-    def config(self) -> Any:
-        return self.vae.config
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.vae.parameters()).dtype
-
-    def parameters(self) -> Any:
-        return self.vae.parameters()
-
     def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
-        """(C, F', H', W') of the latents of a ``num_frames x height x width`` video; raises if not valid."""
         tr, sr = self.vae.temporal_ratio, self.vae.spatial_ratio
         check_ltx_size(num_frames, height, width, tr, sr)
         return (self.vae.config.latent_channels, (num_frames - 1) // tr + 1, height // sr, width // sr)
-
-    def components(self) -> dict[str, nn.Module]:
-        """The torch modules this handle runs (what a host such as ComfyUI moves and frees)."""
-        return {"vae": self.vae}
 
     @torch.no_grad()
     def encode(

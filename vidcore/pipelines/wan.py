@@ -29,7 +29,7 @@ from ..models.wan.transformer import WanTransformer
 from ..sampling import SAMPLERS
 from ..sampling.flow import Denoiser
 from ..sampling.schedules import timesteps_on_grid, wan_flow_sigmas, wan_flow_timesteps
-from .base import Capabilities, ImageConditioning, Pipeline, SamplingOptions
+from .base import Capabilities, ImageConditioning, LatentVAE, Pipeline, SamplingOptions
 from .registry import Family, Parts
 
 # Wan-Video/Wan2.1 wan/configs/shared_config.py: the negative prompt every Wan task samples with.
@@ -107,29 +107,8 @@ def capabilities_of(variant: str) -> Capabilities:
     )
 
 
-class WanLatentVAE:
+class WanLatentVAE(LatentVAE):
     """vidcore's VAE interface over a Wan VAE in normalised latents (what the transformer sees; LATENT)."""
-
-    def __init__(self, vae: nn.Module) -> None:
-        self.vae = vae
-
-    @property
-    def config(self) -> Any:
-        return self.vae.config
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.vae.parameters()).dtype
-
-    def parameters(self) -> Any:
-        return self.vae.parameters()
-
-    def components(self) -> dict[str, nn.Module]:
-        """The torch modules this handle runs (what a host such as ComfyUI moves and frees)."""
-        return {"vae": self.vae}
-
-    def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
-        return self.vae.latent_shape(num_frames, height, width)
 
     @torch.no_grad()
     def encode(
