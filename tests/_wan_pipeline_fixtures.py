@@ -1,6 +1,6 @@
 """Tiny random diffusers Wan pipelines saved as diffusers folders (test-only): 2.1 T2V, 2.2 A14B (two
-experts), 2.1 I2V and FLF2V (CLIP vision tokens, a tiny CLIPVisionModel in image_encoder/) and 2.2 TI2V,
-with a tiny umT5.
+experts), 2.1 I2V and FLF2V (CLIP vision tokens, a tiny CLIPVisionModel in image_encoder/), 2.2 I2V-A14B
+and TI2V, with a tiny umT5.
 
 ``make_wan_folders(dest, variants)`` builds the diffusers pipelines and writes each with ``save_pretrained``
 to ``dest/<name>`` (default names ``wan-<variant>``); the pipelines come back too, as the reference runs of
@@ -18,13 +18,14 @@ from ._wan_fixtures import CONFIGS, IMAGE_DIM, diffusers  # skips the importing 
 from ._wan_vae_fixtures import tiny_vae
 
 TEXT_DIM = 32  # the tiny umT5's width
-VARIANTS = ("t2v", "t2v_a14b", "i2v", "ti2v", "flf2v")
+VARIANTS = ("t2v", "t2v_a14b", "i2v", "ti2v", "flf2v", "i2v_a14b")
 DEFAULT_NAMES = {
     "t2v": "wan-t2v",
     "t2v_a14b": "wan-a14b",
     "i2v": "wan-i2v",
     "ti2v": "wan-ti2v",
     "flf2v": "wan-flf2v",
+    "i2v_a14b": "wan-i2v-a14b",
 }
 
 
@@ -93,6 +94,12 @@ def build(variant: str, text: tuple):
         return diffusers.WanImageToVideoPipeline(
             tokenizer=tok, text_encoder=te, transformer=tiny_transformer("i2v", 6), vae=tiny_vae("2.1", 2),
             scheduler=scheduler(3.0), image_encoder=clip, image_processor=processor,
+        )  # fmt: skip
+    if variant == "i2v_a14b":  # 2.2 I2V-A14B: two 36-channel experts, no CLIP
+        return diffusers.WanImageToVideoPipeline(
+            tokenizer=tok, text_encoder=te, transformer=tiny_transformer("i2v_a14b", 11),
+            transformer_2=tiny_transformer("i2v_a14b", 12), vae=tiny_vae("2.1", 2), scheduler=scheduler(5.0),
+            boundary_ratio=0.9,
         )  # fmt: skip
     if variant == "ti2v":
         return diffusers.WanImageToVideoPipeline(

@@ -51,7 +51,7 @@ def test_wan_text_to_video_matches_diffusers(folders, variant):
             pipe.generate(PROMPT, num_frames=9, height=16, width=16, steps=1, guidance_2=2.0)
 
 
-@pytest.mark.parametrize("variant", ["i2v", "flf2v", "ti2v"])
+@pytest.mark.parametrize("variant", ["i2v", "flf2v", "ti2v", "i2v_a14b"])
 def test_wan_image_to_video_matches_diffusers(folders, variant, monkeypatch):
     import types
 
