@@ -1,0 +1,183 @@
+"""Sampling options and model capabilities: what a run asks for, and what a family can honour (every
+refusal of an option is worded in :class:`Capabilities`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import ConfigMixin, check_choice, check_positive_int
+from ..sampling import SAMPLERS, SCHEDULES
+
+
+def check_seed(seed: object) -> None:
+    """Seeds are integers in [0, 2**64); floats and bools are refused rather than truncated."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed={seed!r} must be an integer in [0, 2**64)")
+
+
+def _number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name}={value!r} must be a number, got {type(value).__name__}")
+    return float(value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplingOptions(ConfigMixin):
+    """How to sample, validated once. ``guidance`` is the usual CFG scale g (``(1+w)·v_c - w·v_u`` with
+    ``w = g - 1``; 1 = off), ``guidance_2`` that of the low-noise expert of two-expert models (Wan 2.2 A14B;
+    None = ``guidance``), ``guidance_rescale`` phi of Lin et al. (2023), ``shift`` the SD3 timestep shift
+    (Esser et al. 2024, Eq. 23), ``denoise`` < 1 starts from noised input latents (SDEdit, Meng et al.
+    2021), ``pyramid_stages`` the number of resolution stages of ``schedule="pyramidal"``.
+
+    Unknown option names are errors: ``SamplingOptions.from_dict`` and :meth:`replace` name them."""
+
+    steps: int = 20
+    guidance: float = 4.0
+    guidance_2: float | None = None
+    guidance_rescale: float = 0.0
+    shift: float = 1.0
+    schedule: str = "flow"
+    sampler: str = "euler"
+    pyramid_stages: int = 3
+    denoise: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_positive_int("steps", self.steps)
+        check_positive_int("pyramid_stages", self.pyramid_stages)
+        check_seed(self.seed)
+        for name in ("guidance", "guidance_rescale", "shift", "denoise"):
+            object.__setattr__(self, name, _number(name, getattr(self, name)))
+        if not math.isfinite(self.guidance) or self.guidance < 1.0:
+            finite = "" if math.isfinite(self.guidance) else "a finite number "
+            raise ValueError(
+                f"guidance={self.guidance!r} must be {finite}>= 1 (1 = no guidance; CFG w = guidance - 1)"
+            )
+        if self.guidance_2 is not None:
+            object.__setattr__(self, "guidance_2", _number("guidance_2", self.guidance_2))
+            if not math.isfinite(self.guidance_2) or self.guidance_2 < 1.0:
+                raise ValueError(
+                    f"guidance_2={self.guidance_2!r} must be a finite number >= 1 (None = guidance)"
+                )
+        if not 0.0 <= self.guidance_rescale <= 1.0:
+            raise ValueError(f"guidance_rescale={self.guidance_rescale!r} must be in [0, 1]")
+        if not (math.isfinite(self.shift) and self.shift > 0):
+            raise ValueError(f"shift={self.shift!r} must be a finite number > 0")
+        if not 0.0 < self.denoise <= 1.0:
+            raise ValueError(f"denoise={self.denoise!r} must be in (0, 1]")
+        check_choice("schedule", self.schedule, tuple(SCHEDULES))
+        check_choice("sampler", self.sampler, tuple(SAMPLERS))
+        if self.schedule == "pyramidal":
+            if self.sampler != "euler":
+                raise ValueError(
+                    f"sampler={self.sampler!r}: schedule='pyramidal' integrates each stage with 'euler' only"
+                )
+            if self.denoise != 1.0:
+                raise ValueError(
+                    f"denoise={self.denoise!r}: video-to-video (init_frames / denoise < 1) "
+                    "needs schedule='flow'"
+                )
+
+    def replace(self, **changes: Any) -> SamplingOptions:
+        """A copy with ``changes`` applied and validated; unknown option names raise ValueError."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise ValueError(
+                f"unknown SamplingOptions option(s) {unknown}; known options are {sorted(names)}"
+            )
+        return dataclasses.replace(self, **changes)
+
+    def with_overrides(self, **values: Any) -> SamplingOptions:
+        """:meth:`replace` with the entries that are not None (unset arguments keep these values)."""
+        return self.replace(**{k: v for k, v in values.items() if v is not None})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Capabilities:
+    """What a family can do; every refusal of an option is worded here, from these fields."""
+
+    family: str  # display name used in messages, e.g. "LTX-Video"
+    schedules: tuple[str, ...] = ("flow",)
+    samplers: tuple[str, ...] = tuple(SAMPLERS)
+    fixed_shift: bool = True  # False: the family's schedule computes its own shift
+    video_to_video: bool = False
+    image_conditioning: bool = False  # takes a first-frame image (image-to-video)
+    last_image_conditioning: bool = False  # also a last-frame image (first-last-frame-to-video)
+    requires_image: bool = False  # an image-to-video model that cannot run without one
+    image_hint: str = ""  # which models take an image, for the refusal when this one cannot
+    tiling: bool = False  # spatial VAE tiling
+    external_text_encoder: bool = False  # takes a separately given text encoder (text_encoder=)
+    external_vae: bool = False  # takes a separately given VAE (vae=)
+    external_image_encoder: bool = False  # takes a separately given image encoder (image_encoder=)
+    fps_conditioning: bool = False  # the denoiser is conditioned on the frame rate
+    expert_guidance: bool = False  # two experts with their own CFG scales (guidance_2)
+
+    def __post_init__(self) -> None:
+        for name in self.schedules:
+            check_choice(f"{self.family} capabilities schedule", name, tuple(SCHEDULES))
+        for name in self.samplers:
+            check_choice(f"{self.family} capabilities sampler", name, tuple(SAMPLERS))
+
+    def check(
+        self,
+        options: SamplingOptions,
+        init_frames: bool = False,
+        image: bool = False,
+        last_image: bool = False,
+    ) -> None:
+        """Raise ValueError naming the first option this family cannot honour and what it supports."""
+        who = f"{self.family} models"
+        hint = f"; {self.image_hint}" if self.image_hint else ""
+        if last_image and not image:
+            raise ValueError("last_image needs image (the first frame) as well")
+        if image and not self.image_conditioning:
+            raise ValueError(f"image (image-to-video) is not supported by {who}{hint}")
+        if last_image and not self.last_image_conditioning:
+            raise ValueError(f"last_image (first-last-frame-to-video) is not supported by {who}{hint}")
+        if self.requires_image and not image:
+            raise ValueError(f"{who} are image-to-video: pass image= (CLI: --image FIRST.png)")
+        if options.schedule not in self.schedules:
+            raise ValueError(
+                f"schedule={options.schedule!r} is not supported by {who}; supported: {list(self.schedules)}"
+            )
+        if options.sampler not in self.samplers:
+            raise ValueError(
+                f"sampler={options.sampler!r} is not supported by {who}; supported: {list(self.samplers)}"
+            )
+        if options.guidance_2 is not None and not self.expert_guidance:
+            raise ValueError(
+                f"guidance_2={options.guidance_2!r} is only for two-expert models (Wan 2.2 A14B); {who} "
+                "take one guidance scale"
+            )
+        if not self.fixed_shift and options.shift != 1.0:
+            raise ValueError(
+                f"shift={options.shift!r} is not supported by {who}: their schedule computes its own shift "
+                "(from the token count); leave shift at 1.0"
+            )
+        if not self.video_to_video:
+            if options.denoise != 1.0:
+                raise ValueError(
+                    f"denoise={options.denoise!r}: video-to-video (denoise < 1) is not supported by {who}; "
+                    "use denoise=1.0"
+                )
+            if init_frames:
+                raise ValueError(f"init_frames (video-to-video) is not supported by {who}")
+
+    def check_tiling(self, tile_size: int | None, tile_overlap: int | None) -> None:
+        """Refuse spatial tiling by name when the family's VAE has none (never ignore it)."""
+        if self.tiling:
+            return
+        for name, value in (("tile_size", tile_size), ("tile_overlap", tile_overlap)):
+            if value is not None:
+                raise ValueError(
+                    f"{name}={value!r}: the {self.family} VAE has no spatial tiling (leave it unset / 0)"
+                )
+
+
+def needs_uncond(options: SamplingOptions) -> bool:
+    """Whether any step of a run with ``options`` evaluates the unconditional branch."""
+    return options.guidance != 1.0 or options.guidance_2 not in (None, 1.0)
