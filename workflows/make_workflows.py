@@ -40,51 +40,126 @@ NEEDS_USER_WEIGHTS = (
     "wan_image_to_video",
 )
 
-NEG = {"class_type": "VidCoreTextEncode", "inputs": {"text_encoder": ["1", 2], "text": ""}}
 DECODE = {"temporal_chunk": 0, "tile_size": 0, "tile_overlap": -1}
 FLOW_SAMPLER = {"shift": 1.0, "sampler": "euler", "guidance_rescale": 0.0}
+SAMPLE_IN = {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["4", 0]}
+
+# ---- nodes (each builder returns a fresh dict) ---------------------------------------------------------
 
 
-def _t2v(sampler: dict, prefix: str, prompt: str) -> dict:
+def _model(name: str, text_encoder: str | None = None) -> dict:
+    inputs = {"model_name": name, "precision": "auto"}
+    if text_encoder is not None:
+        inputs["text_encoder_name"] = text_encoder
+    return {"class_type": "VidCoreLoadModel", "inputs": inputs}
+
+
+def _encode(text: str | list) -> dict:
+    return {"class_type": "VidCoreTextEncode", "inputs": {"text_encoder": ["1", 2], "text": text}}
+
+
+def _empty_latent(width: int, height: int, num_frames: int) -> dict:
     return {
-        "1": {"class_type": "VidCoreLoadModel", "inputs": {"model_name": "tiny", "precision": "auto"}},
-        "2": {"class_type": "VidCoreTextEncode", "inputs": {"text_encoder": ["1", 2], "text": prompt}},
-        "3": NEG,
-        "4": {
-            "class_type": "VidCoreEmptyVideoLatent",
-            "inputs": {
-                "model": ["1", 0],
-                "vae": ["1", 1],
-                "width": 64,
-                "height": 64,
-                "num_frames": 17,
-                "batch_size": 1,
-            },
-        },
-        "5": sampler,
-        "6": {"class_type": "VidCoreVAEDecode", "inputs": {"vae": ["1", 1], "samples": ["5", 0], **DECODE}},
-        "7": {
-            "class_type": "VidCoreSaveVideo",
-            "inputs": {"images": ["6", 0], "fps": 8.0, "filename_prefix": prefix, "format": "mp4", "crf": -1},
+        "class_type": "VidCoreEmptyVideoLatent",
+        "inputs": {
+            "model": ["1", 0],
+            "vae": ["1", 1],
+            "width": width,
+            "height": height,
+            "num_frames": num_frames,
+            "batch_size": 1,
         },
     }
 
 
-SAMPLE_IN = {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["4", 0]}
-EULER_20 = {
-    "class_type": "VidCoreSampler",
-    "inputs": {
-        **SAMPLE_IN,
-        "seed": 42,
-        "steps": 20,
-        "guidance": 4.0,
-        "schedule": "flow",
-        "shift": 1.0,
-        "sampler": "euler",
-        "denoise": 1.0,
-        "guidance_rescale": 0.0,
-    },
-}
+def _sampler(
+    steps: int = 20,
+    guidance: float = 4.0,
+    seed: int = 42,
+    shift: float = 1.0,
+    sampler: str = "euler",
+    denoise: float = 1.0,
+) -> dict:
+    return {
+        "class_type": "VidCoreSampler",
+        "inputs": {
+            **SAMPLE_IN,
+            "seed": seed,
+            "steps": steps,
+            "guidance": guidance,
+            "schedule": "flow",
+            "shift": shift,
+            "sampler": sampler,
+            "denoise": denoise,
+            "guidance_rescale": 0.0,
+        },
+    }
+
+
+def _decode() -> dict:
+    return {"class_type": "VidCoreVAEDecode", "inputs": {"vae": ["1", 1], "samples": ["5", 0], **DECODE}}
+
+
+def _save(prefix: str, fps: float | list, images: tuple = ("6", 0), fmt: str = "mp4") -> dict:
+    return {
+        "class_type": "VidCoreSaveVideo",
+        "inputs": {
+            "images": list(images),
+            "fps": fps,
+            "filename_prefix": prefix,
+            "format": fmt,
+            "crf": -1,
+        },
+    }
+
+
+def _load_video(max_frames: int) -> dict:
+    return {
+        "class_type": "VidCoreLoadVideo",
+        "inputs": {"video": INPUT_VIDEO, "max_frames": max_frames, "stride": 1, "start_frame": 0},
+    }
+
+
+NEG = _encode("")
+EULER_20 = _sampler()
+
+# ---- graphs ---------------------------------------------------------------------------------------------
+
+
+def _generate(
+    model: dict,
+    prompt: str | list,
+    negative: str,
+    sampler: dict,
+    prefix: str,
+    size: tuple[int, int, int] = (64, 64, 17),
+    fps: float | list = 8.0,
+) -> dict:
+    """Nodes 1-7 of every generation graph: load model, encode prompt and negative, empty latent of
+    ``size`` (width, height, frames), ``sampler`` (node 5), decode, save at ``fps``."""
+    return {
+        "1": model,
+        "2": _encode(prompt),
+        "3": _encode(negative),
+        "4": _empty_latent(*size),
+        "5": sampler,
+        "6": _decode(),
+        "7": _save(prefix, fps),
+    }
+
+
+def _insert(graph: dict, before: str, nodes: dict) -> dict:
+    """``graph`` with ``nodes`` placed before node ``before`` (the API files list nodes in dict order)."""
+    out: dict = {}
+    for nid, node in graph.items():
+        if nid == before:
+            out.update(nodes)
+        out[nid] = node
+    return out
+
+
+def _t2v(sampler: dict, prefix: str, prompt: str) -> dict:
+    return _generate(_model("tiny"), prompt, "", sampler, prefix)
 
 
 def _t2v_score() -> dict:
@@ -105,190 +180,24 @@ def _t2v_score() -> dict:
     return graph
 
 
-def _first_frame(graph: dict, image: str | None) -> dict:
-    """Image-to-video: ComfyUI's core Load Image (node 8) into the Sampler's appended ``image`` input."""
-    if image is not None:
-        graph["8"] = {"class_type": "LoadImage", "inputs": {"image": image}}
-        graph["5"]["inputs"]["image"] = ["8", 0]
-    return graph
+def _v2v() -> dict:
+    """video -> video (tiny): the loaded clip encoded (node 4) and partially denoised, saved at its fps."""
+    graph = _generate(
+        _model("tiny"),
+        "a green triangle bouncing up and down",
+        "",
+        _sampler(seed=7, denoise=0.6),
+        "vidcore/video_to_video",
+        fps=["8", 1],
+    )
+    graph["4"] = {"class_type": "VidCoreVAEEncode", "inputs": {"vae": ["1", 1], "images": ["8", 0], **DECODE}}
+    return _insert(graph, "4", {"8": _load_video(17)})
 
 
-def _ltx(prompt: str, prefix: str, image: str | None = None) -> dict:
-    """LTX-Video 0.9.5 at its defaults (768x512, 97 frames, 30 steps, CFG 3, saved at the 25 fps it is
-    conditioned on); with ``image`` the first frame is that picture (768x512)."""
-    graph = {
-        "1": {
-            "class_type": "VidCoreLoadModel",
-            "inputs": {
-                "model_name": LTX_CHECKPOINT,
-                "precision": "auto",
-                "text_encoder_name": LTX_TEXT_ENCODER,
-            },
-        },
-        "2": {"class_type": "VidCoreTextEncode", "inputs": {"text_encoder": ["1", 2], "text": prompt}},
-        "3": {"class_type": "VidCoreTextEncode", "inputs": {"text_encoder": ["1", 2], "text": LTX_NEGATIVE}},
-        "4": {
-            "class_type": "VidCoreEmptyVideoLatent",
-            "inputs": {
-                "model": ["1", 0],
-                "vae": ["1", 1],
-                "width": 768,
-                "height": 512,
-                "num_frames": 97,
-                "batch_size": 1,
-            },
-        },
-        "5": {
-            "class_type": "VidCoreSampler",
-            "inputs": {
-                **SAMPLE_IN,
-                "seed": 42,
-                "steps": 30,
-                "guidance": 3.0,
-                "schedule": "flow",
-                "shift": 1.0,
-                "sampler": "euler",
-                "denoise": 1.0,
-                "guidance_rescale": 0.0,
-            },
-        },
-        "6": {"class_type": "VidCoreVAEDecode", "inputs": {"vae": ["1", 1], "samples": ["5", 0], **DECODE}},
-        "7": {
-            "class_type": "VidCoreSaveVideo",
-            "inputs": {
-                "images": ["6", 0],
-                "fps": 25.0,
-                "filename_prefix": prefix,
-                "format": "mp4",
-                "crf": -1,
-            },
-        },
-    }
-    return _first_frame(graph, image)
-
-
-def _wan(model: str, prompt: str, prefix: str, steps: int, image: str | None = None) -> dict:
-    """Wan 2.1 at Wan-Video/Wan2.1 generate.py's 480p defaults: 832x480, 81 frames, CFG 5, UniPC, shift 3
-    (the diffusers repositories' scheduler_config flow_shift), the variant's default negative prompt (I2V
-    prefixes Wan's shared one), 16 fps; the umT5 text encoder is the folder's own (text_encoder_name
-    auto). With ``image`` (I2V) the first frame is that picture (832x480)."""
-    graph = {
-        "1": {
-            "class_type": "VidCoreLoadModel",
-            "inputs": {"model_name": model, "precision": "auto", "text_encoder_name": "auto"},
-        },
-        "2": {"class_type": "VidCoreTextEncode", "inputs": {"text_encoder": ["1", 2], "text": prompt}},
-        "3": {
-            "class_type": "VidCoreTextEncode",
-            "inputs": {"text_encoder": ["1", 2], "text": default_negative_prompt("i2v" if image else "t2v")},
-        },
-        "4": {
-            "class_type": "VidCoreEmptyVideoLatent",
-            "inputs": {
-                "model": ["1", 0],
-                "vae": ["1", 1],
-                "width": 832,
-                "height": 480,
-                "num_frames": 81,
-                "batch_size": 1,
-            },
-        },
-        "5": {
-            "class_type": "VidCoreSampler",
-            "inputs": {
-                **SAMPLE_IN,
-                "seed": 42,
-                "steps": steps,
-                "guidance": 5.0,
-                "schedule": "flow",
-                "shift": 3.0,
-                "sampler": "unipc",
-                "denoise": 1.0,
-                "guidance_rescale": 0.0,
-            },
-        },
-        "6": {"class_type": "VidCoreVAEDecode", "inputs": {"vae": ["1", 1], "samples": ["5", 0], **DECODE}},
-        "7": {
-            "class_type": "VidCoreSaveVideo",
-            "inputs": {
-                "images": ["6", 0],
-                "fps": 16.0,
-                "filename_prefix": prefix,
-                "format": "mp4",
-                "crf": -1,
-            },
-        },
-    }
-    return _first_frame(graph, image)
-
-
-API: dict[str, dict] = {
-    "text_to_video_tiny": _t2v(
-        EULER_20,
-        "vidcore/text_to_video",
-        "a red circle moving right on a black background",
-    ),
-    "text_to_video_score": _t2v_score(),
-    "text_to_video_pyramidal": _t2v(
-        {
-            "class_type": "VidCorePyramidalSampler",
-            "inputs": {
-                **SAMPLE_IN,
-                "seed": 42,
-                "stages": 3,
-                "steps_per_stage": 7,
-                "guidance": 4.0,
-                "shift": 1.0,
-                "guidance_rescale": 0.0,
-            },
-        },
-        "vidcore/pyramidal",
-        "a blue square moving left on a black background",
-    ),
-    "video_to_video": {
-        "1": {"class_type": "VidCoreLoadModel", "inputs": {"model_name": "tiny", "precision": "auto"}},
-        "2": {
-            "class_type": "VidCoreTextEncode",
-            "inputs": {"text_encoder": ["1", 2], "text": "a green triangle bouncing up and down"},
-        },
-        "3": NEG,
-        "8": {
-            "class_type": "VidCoreLoadVideo",
-            "inputs": {"video": INPUT_VIDEO, "max_frames": 17, "stride": 1, "start_frame": 0},
-        },
-        "4": {"class_type": "VidCoreVAEEncode", "inputs": {"vae": ["1", 1], "images": ["8", 0], **DECODE}},
-        "5": {
-            "class_type": "VidCoreSampler",
-            "inputs": {
-                **SAMPLE_IN,
-                "seed": 7,
-                "steps": 20,
-                "guidance": 4.0,
-                "schedule": "flow",
-                "shift": 1.0,
-                "sampler": "euler",
-                "denoise": 0.6,
-                "guidance_rescale": 0.0,
-            },
-        },
-        "6": {"class_type": "VidCoreVAEDecode", "inputs": {"vae": ["1", 1], "samples": ["5", 0], **DECODE}},
-        "7": {
-            "class_type": "VidCoreSaveVideo",
-            "inputs": {
-                "images": ["6", 0],
-                "fps": ["8", 1],
-                "filename_prefix": "vidcore/video_to_video",
-                "format": "mp4",
-                "crf": -1,
-            },
-        },
-    },
-    "caption_refine_regenerate": {
-        "1": {"class_type": "VidCoreLoadModel", "inputs": {"model_name": "tiny", "precision": "auto"}},
-        "8": {
-            "class_type": "VidCoreLoadVideo",
-            "inputs": {"video": INPUT_VIDEO, "max_frames": 64, "stride": 1, "start_frame": 0},
-        },
+def _caption_regenerate() -> dict:
+    """caption a clip (SmolVLM2), refine the caption into a prompt, regenerate with the tiny model."""
+    captioning = {
+        "8": _load_video(64),
         "9": {"class_type": "VidCoreLoadCaptioner", "inputs": {"model_name": CAPTIONER, "precision": "auto"}},
         "10": {
             "class_type": "VidCoreCaptionVideo",
@@ -315,32 +224,64 @@ API: dict[str, dict] = {
                 "seed": 0,
             },
         },
-        "2": {"class_type": "VidCoreTextEncode", "inputs": {"text_encoder": ["1", 2], "text": ["11", 0]}},
-        "3": NEG,
-        "4": {
-            "class_type": "VidCoreEmptyVideoLatent",
+    }
+    graph = _generate(_model("tiny"), ["11", 0], "", EULER_20, "vidcore/regenerated")
+    return _insert(graph, "2", captioning)
+
+
+def _first_frame(graph: dict, image: str | None) -> dict:
+    """Image-to-video: ComfyUI's core Load Image (node 8) into the Sampler's appended ``image`` input."""
+    if image is not None:
+        graph["8"] = {"class_type": "LoadImage", "inputs": {"image": image}}
+        graph["5"]["inputs"]["image"] = ["8", 0]
+    return graph
+
+
+def _ltx(prompt: str, prefix: str, image: str | None = None) -> dict:
+    """LTX-Video 0.9.5 at its defaults (768x512, 97 frames, 30 steps, CFG 3, saved at the 25 fps it is
+    conditioned on); with ``image`` the first frame is that picture (768x512)."""
+    model = _model(LTX_CHECKPOINT, LTX_TEXT_ENCODER)
+    sampler = _sampler(steps=30, guidance=3.0)
+    graph = _generate(model, prompt, LTX_NEGATIVE, sampler, prefix, size=(768, 512, 97), fps=25.0)
+    return _first_frame(graph, image)
+
+
+def _wan(model: str, prompt: str, prefix: str, steps: int, image: str | None = None) -> dict:
+    """Wan 2.1 at Wan-Video/Wan2.1 generate.py's 480p defaults: 832x480, 81 frames, CFG 5, UniPC, shift 3
+    (the diffusers repositories' scheduler_config flow_shift), the variant's default negative prompt (I2V
+    prefixes Wan's shared one), 16 fps; the umT5 text encoder is the folder's own (text_encoder_name
+    auto). With ``image`` (I2V) the first frame is that picture (832x480)."""
+    negative = default_negative_prompt("i2v" if image else "t2v")
+    sampler = _sampler(steps=steps, guidance=5.0, shift=3.0, sampler="unipc")
+    graph = _generate(_model(model, "auto"), prompt, negative, sampler, prefix, size=(832, 480, 81), fps=16.0)
+    return _first_frame(graph, image)
+
+
+API: dict[str, dict] = {
+    "text_to_video_tiny": _t2v(
+        EULER_20,
+        "vidcore/text_to_video",
+        "a red circle moving right on a black background",
+    ),
+    "text_to_video_score": _t2v_score(),
+    "text_to_video_pyramidal": _t2v(
+        {
+            "class_type": "VidCorePyramidalSampler",
             "inputs": {
-                "model": ["1", 0],
-                "vae": ["1", 1],
-                "width": 64,
-                "height": 64,
-                "num_frames": 17,
-                "batch_size": 1,
+                **SAMPLE_IN,
+                "seed": 42,
+                "stages": 3,
+                "steps_per_stage": 7,
+                "guidance": 4.0,
+                "shift": 1.0,
+                "guidance_rescale": 0.0,
             },
         },
-        "5": EULER_20,
-        "6": {"class_type": "VidCoreVAEDecode", "inputs": {"vae": ["1", 1], "samples": ["5", 0], **DECODE}},
-        "7": {
-            "class_type": "VidCoreSaveVideo",
-            "inputs": {
-                "images": ["6", 0],
-                "fps": 8.0,
-                "filename_prefix": "vidcore/regenerated",
-                "format": "mp4",
-                "crf": -1,
-            },
-        },
-    },
+        "vidcore/pyramidal",
+        "a blue square moving left on a black background",
+    ),
+    "video_to_video": _v2v(),
+    "caption_refine_regenerate": _caption_regenerate(),
     "ltx_video_text_to_video": _ltx(
         "A red fox trots through fresh snow in a pine forest at dawn, soft golden light, "
         "the camera tracks it from the side, shallow depth of field.",
@@ -368,10 +309,7 @@ API: dict[str, dict] = {
         image=WAN_FIRST_FRAME,
     ),
     "score_video": {
-        "1": {
-            "class_type": "VidCoreLoadVideo",
-            "inputs": {"video": INPUT_VIDEO, "max_frames": 64, "stride": 1, "start_frame": 0},
-        },
+        "1": _load_video(64),
         "2": {"class_type": "VidCoreOpticalFlow", "inputs": {"images": ["1", 0], "method": "lucas_kanade"}},
         "3": {
             "class_type": "VidCoreFlowWarpLoss",
@@ -381,16 +319,7 @@ API: dict[str, dict] = {
             "class_type": "VidCoreVideoMetrics",
             "inputs": {"images": ["1", 0], "fps": ["1", 1], "flow_method": "lucas_kanade"},
         },
-        "5": {
-            "class_type": "VidCoreSaveVideo",
-            "inputs": {
-                "images": ["2", 1],
-                "fps": ["1", 1],
-                "filename_prefix": "vidcore/flow",
-                "format": "gif",
-                "crf": -1,
-            },
-        },
+        "5": _save("vidcore/flow", ["1", 1], images=("2", 1), fmt="gif"),
     },
 }
 

@@ -31,6 +31,10 @@ _LAZY = {
     "load_state_dict": "checkpoint",
     "read_config": "checkpoint",
     "read_metadata": "checkpoint",
+    "read_shapes": "checkpoint",
+    "refuse_pickle": "checkpoint",
+    "stream_state": "checkpoint",
+    "weight_files": "checkpoint",
     "save_checkpoint": "checkpoint",
     "convert_checkpoint": "convert",
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from vidcore.io.atomic import check_target as atomic_target  # its older name, k
 
 METADATA_CONFIG = "vidcore_config"
 METADATA_KIND = "vidcore_kind"
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"  # a diffusers component's weights (or its shards)
+PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl")  # refused by name, never opened
 
 
 class CheckpointError(ValueError):
@@ -75,6 +78,70 @@ def read_config(path: str | os.PathLike, expected_kind: str | None = None) -> tu
     if expected_kind is not None and kind != expected_kind:
         raise CheckpointError(f"{str(path)!r} holds a {kind!r} model, expected {expected_kind!r}")
     return kind, json.loads(meta[METADATA_CONFIG])
+
+
+def read_shapes(path: str | os.PathLike) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """Tensor shapes and metadata of a safetensors file, read from its header (no tensor data)."""
+    metadata = read_metadata(path)
+    with safe_open(str(path), framework="pt") as f:
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    return shapes, metadata
+
+
+def refuse_pickle(path: Path, error: type[Exception] = CheckpointError) -> None:
+    """Raise ``error`` pointing at ``vidcore convert`` when ``path`` is named like a pickled checkpoint."""
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise error(
+            f"{str(path)!r} is a pickled PyTorch file, which vidcore never unpickles; convert it once with "
+            f"`vidcore convert {path.name} {path.stem}.safetensors` and load the .safetensors file"
+        )
+
+
+def weight_files(
+    folder: Path, error: type[Exception] = CheckpointError, weights_name: str = WEIGHTS_NAME
+) -> list[Path]:
+    """The safetensors files of a diffusers component folder: the shards its ``.index.json`` names (all
+    must exist) or the single ``weights_name``. Otherwise ``error`` (pointing at ``vidcore convert`` when
+    the folder holds a pickled file)."""
+    index = folder / (weights_name + ".index.json")
+    if index.is_file():
+        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        absent = [n for n in names if not (folder / n).is_file()]
+        if absent:
+            raise error(f"{str(folder)!r}: shards named in {index.name} are missing: {absent}")
+        return [folder / n for n in names]
+    if (folder / weights_name).is_file():
+        return [folder / weights_name]
+    found = sorted(p.name for p in folder.iterdir())
+    for name in found:
+        refuse_pickle(folder / name, error)
+    raise error(f"{str(folder)!r} has no {weights_name} (or its .index.json); found {found}")
+
+
+def stream_state(
+    files: Iterable[str | os.PathLike],
+    rename: Callable[[str], str | None],
+    dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+    prepare: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Read the tensors of safetensors ``files`` one at a time, each finished before the next is read: its
+    key renamed (None: skipped, never read), ``prepare(name, tensor)`` applied, a floating tensor cast to
+    ``dtype`` (None keeps it), then moved to ``device``. Returns ``{name: tensor}`` for ``load_into``."""
+    out: dict[str, torch.Tensor] = {}
+    for file in files:
+        with safe_open(str(file), framework="pt", device="cpu") as f:
+            for key in f.keys():
+                name = rename(key)
+                if name is None:
+                    continue
+                t = f.get_tensor(key)
+                if prepare is not None:
+                    t = prepare(name, t)
+                if dtype is not None and t.is_floating_point():
+                    t = t.to(dtype)
+                out[name] = t.to(device)
+    return out
 
 
 def load_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 
-from vidcore.io.checkpoint import load_into, read_metadata
+from vidcore.io.checkpoint import WEIGHTS_NAME as WEIGHTS_NAME  # kept importable from here
+from vidcore.io.checkpoint import load_into, read_shapes, stream_state, weight_files
 from vidcore.models.ltx.config import (
     DOWN_BLOCK_090,
     DOWN_BLOCK_095,
@@ -36,7 +36,6 @@ from vidcore.models.ltx.vae import LTXVideoVAE
 log = logging.getLogger("vidcore")
 
 DEFAULT_HEADS = 32  # every released LTX-Video transformer (2B: 32x64, 13B: 32x128)
-WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 _ORIGINAL_MARKERS = (
     "model.diffusion_model.patchify_proj.weight",
     "patchify_proj.weight",
@@ -302,44 +301,6 @@ class LTXModels:
     layout: LTXLayout
 
 
-def read_shapes(path: str | os.PathLike) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
-    """Tensor shapes and metadata of a safetensors file, read from its header (no tensor data)."""
-    metadata = read_metadata(path)
-    with safe_open(str(path), framework="pt") as f:
-        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    return shapes, metadata
-
-
-def _weight_files(folder: Path) -> list[Path]:
-    index = folder / (WEIGHTS_NAME + ".index.json")
-    if index.is_file():
-        weight_map = json.loads(index.read_text())["weight_map"]
-        return [folder / name for name in sorted(set(weight_map.values()))]
-    single = folder / WEIGHTS_NAME
-    if single.is_file():
-        return [single]
-    found = sorted(p.name for p in folder.iterdir())
-    raise LTXLayoutError(f"{str(folder)!r} has no {WEIGHTS_NAME} (or its .index.json); found {found}")
-
-
-def _stream(
-    files: list[Path], rename: Any, dtype: torch.dtype | None, device: str | torch.device
-) -> dict[str, torch.Tensor]:
-    """Read tensors one at a time, rename (None drops) and cast each before the next is read."""
-    out: dict[str, torch.Tensor] = {}
-    for file in files:
-        with safe_open(str(file), framework="pt", device="cpu") as f:
-            for key in f.keys():
-                name = rename(key)
-                if name is None:
-                    continue
-                t = f.get_tensor(key)
-                if dtype is not None and t.is_floating_point():
-                    t = t.to(dtype)
-                out[name] = t.to(device)
-    return out
-
-
 def _build(cls: type, cfg: Any, state: dict[str, torch.Tensor], source: str) -> Any:
     with torch.device("meta"):
         model = cls(cfg)
@@ -370,7 +331,7 @@ def _load_component_folder(
     the same weights into other heads and silently compute another model.
     """
     data = _component_config(folder)
-    files = _weight_files(folder)
+    files = weight_files(folder, LTXLayoutError)
     name = data.get("_class_name", "")
     source = str(folder)
     if want == "transformer":
@@ -385,7 +346,7 @@ def _load_component_folder(
                 f"num_attention_heads={num_attention_heads} was asked for; the override is for single files "
                 "(whose head count is not stored): leave it unset for a diffusers folder"
             )
-        return _build(LTXVideoTransformer, cfg, _stream(files, lambda k: k, dtype, device), source)
+        return _build(LTXVideoTransformer, cfg, stream_state(files, lambda k: k, dtype, device), source)
     if name == "CausalVideoAutoencoder":
         # Original-format config (a past state of Lightricks/LTX-Video): read the structure from the weights.
         shapes: dict[str, tuple[int, ...]] = {}
@@ -395,12 +356,12 @@ def _load_component_folder(
         if layout.vae_config is None:
             raise LTXLayoutError(f"{source}: no VAE weights found next to a CausalVideoAutoencoder config")
         return _build(
-            LTXVideoVAE, layout.vae_config, _stream(files, _vae_renamer(layout), dtype, device), source
+            LTXVideoVAE, layout.vae_config, stream_state(files, _vae_renamer(layout), dtype, device), source
         )
     if name not in ("", "AutoencoderKLLTXVideo"):
         raise LTXLayoutError(f"{source}/config.json holds a {name!r}, expected AutoencoderKLLTXVideo")
     cfg = LTXVAEConfig.from_diffusers(data)
-    return _build(LTXVideoVAE, cfg, _stream(files, lambda k: k, dtype, device), source)
+    return _build(LTXVideoVAE, cfg, stream_state(files, lambda k: k, dtype, device), source)
 
 
 def _vae_renamer(layout: LTXLayout) -> Any:
@@ -460,12 +421,12 @@ def load_ltx(
             )
         transformer = vae = None
         if "transformer" in components and layout.transformer_config is not None:
-            state = _stream([path], _transformer_renamer(layout), dtype, device)
+            state = stream_state([path], _transformer_renamer(layout), dtype, device)
             transformer = _build(
                 LTXVideoTransformer, layout.transformer_config, state, f"{path} (transformer)"
             )
         if "vae" in components and layout.vae_config is not None:
-            state = _stream([path], _vae_renamer(layout), dtype, device)
+            state = stream_state([path], _vae_renamer(layout), dtype, device)
             vae = _build(LTXVideoVAE, layout.vae_config, state, f"{path} (vae)")
         return LTXModels(transformer, vae, layout)
     # folders

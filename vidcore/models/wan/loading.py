@@ -20,16 +20,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 
 from vidcore.io.checkpoint import (
     METADATA_CONFIG,
     METADATA_KIND,
     CheckpointError,
     load_into,
-    read_metadata,
+    read_shapes,
+    refuse_pickle,
     save_checkpoint,
+    stream_state,
+    weight_files,
 )
+from vidcore.io.checkpoint import PICKLE_SUFFIXES as PICKLE_SUFFIXES  # kept importable from here
+from vidcore.io.checkpoint import WEIGHTS_NAME as WEIGHTS_NAME
 from vidcore.models.wan.config import DIFFUSERS_CLASS, WanTransformerConfig
 from vidcore.models.wan.keymaps import (
     COMFY_PREFIX,
@@ -44,10 +48,8 @@ from vidcore.models.wan.transformer import WanTransformer, keeps_fp32
 log = logging.getLogger("vidcore")
 
 KIND = "wan_transformer"  # vidcore checkpoint kind (metadata) of a saved WanTransformer
-WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 ORIGINAL_CLASS = "WanModel"  # _class_name of the config.json in the original Wan-AI repos
 DEFAULT_HEAD_DIM = 128  # every released Wan model: num_heads = dim // 128
-PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 _LIST_LIMIT = 40  # keys named in one error message
 
 # Config fields a checkpoint's shapes determine (config sources may only repeat them).
@@ -310,44 +312,12 @@ def detect_wan_layout(
 # ---- files -> module --------------------------------------------------------------------------------------
 
 
-def read_shapes(path: str | os.PathLike) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
-    """Tensor shapes and metadata of a safetensors file, read from its header (no tensor data)."""
-    metadata = read_metadata(path)
-    with safe_open(str(path), framework="pt") as f:
-        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    return shapes, metadata
-
-
-def _refuse_pickle(path: Path) -> None:
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise WanLayoutError(
-            f"{str(path)!r} is a pickled PyTorch file, which vidcore never unpickles; convert it once with "
-            f"`vidcore convert {path.name} {path.stem}.safetensors` and load the .safetensors file"
-        )
-
-
-def _weight_files(folder: Path) -> list[Path]:
-    index = folder / (WEIGHTS_NAME + ".index.json")
-    if index.is_file():
-        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        absent = [n for n in names if not (folder / n).is_file()]
-        if absent:
-            raise WanLayoutError(f"{str(folder)!r}: shards named in {index.name} are missing: {absent}")
-        return [folder / n for n in names]
-    if (folder / WEIGHTS_NAME).is_file():
-        return [folder / WEIGHTS_NAME]
-    found = sorted(p.name for p in folder.iterdir())
-    for name in found:
-        _refuse_pickle(folder / name)
-    raise WanLayoutError(f"{str(folder)!r} has no {WEIGHTS_NAME} (or its .index.json); found {found}")
-
-
 def _resolve(path: Path) -> tuple[list[Path], dict[str, Any] | None]:
     """Weight files and config.json (None for a single file) of a file, component or pipeline folder."""
     if not path.exists():
         raise FileNotFoundError(f"Wan checkpoint {str(path)!r} does not exist")
     if path.is_file():
-        _refuse_pickle(path)
+        refuse_pickle(path, WanLayoutError)
         if path.suffix not in (".safetensors", ".sft"):
             raise WanLayoutError(f"{str(path)!r} must be a .safetensors file or a diffusers folder")
         return [path], None
@@ -372,7 +342,7 @@ def _resolve(path: Path) -> tuple[list[Path], dict[str, Any] | None]:
                 path,
                 path,
             )
-    return _weight_files(folder), json.loads((folder / "config.json").read_text())
+    return weight_files(folder, WanLayoutError), json.loads((folder / "config.json").read_text())
 
 
 def _renamer(layout: WanLayout) -> Callable[[str], str | None]:
@@ -408,29 +378,20 @@ def _check_keys(model: WanTransformer, names: set[str], layout: WanLayout, sourc
     )
 
 
-def _stream(
-    files: list[Path],
-    rename: Callable[[str], str | None],
-    cfg: WanTransformerConfig,
-    dtype: torch.dtype | None,
-    device: str | torch.device,
-) -> dict[str, torch.Tensor]:
-    """Read tensors one at a time, rename (None drops), reshape and cast each before the next is read."""
-    out: dict[str, torch.Tensor] = {}
-    for file in files:
-        with safe_open(str(file), framework="pt", device="cpu") as f:
-            for key in f.keys():
-                name = rename(key)
-                if name is None:
-                    continue
-                t = f.get_tensor(key)
-                if name == "patch_embedding.weight" and t.ndim == 2:
-                    # TurboDiffusion's Linear over (c, pt, ph, pw) vectors = the Conv3d kernel, flattened.
-                    t = t.reshape(cfg.dim, cfg.in_channels, *cfg.patch)
-                if dtype is not None and t.is_floating_point():
-                    t = t.to(torch.float32 if keeps_fp32(name) else dtype)
-                out[name] = t.to(device)
-    return out
+def _prepare(
+    cfg: WanTransformerConfig, dtype: torch.dtype | None
+) -> Callable[[str, torch.Tensor], torch.Tensor]:
+    """Per-tensor fix-ups while streaming: TurboDiffusion's 2-D patch embedding, dtype with fp32 modules."""
+
+    def prepare(name: str, t: torch.Tensor) -> torch.Tensor:
+        if name == "patch_embedding.weight" and t.ndim == 2:
+            # TurboDiffusion's Linear over (c, pt, ph, pw) vectors = the Conv3d kernel, flattened.
+            t = t.reshape(cfg.dim, cfg.in_channels, *cfg.patch)
+        if dtype is not None and t.is_floating_point():
+            t = t.to(torch.float32 if keeps_fp32(name) else dtype)
+        return t
+
+    return prepare
 
 
 def _read(path: Path, num_attention_heads: int | None) -> tuple[list[Path], WanLayout, dict[str, tuple]]:
@@ -484,7 +445,7 @@ def load_wan_transformer(
     with torch.device("meta"):
         model = WanTransformer(layout.config)
     _check_keys(model, {n for k in shapes if (n := rename(k)) is not None}, layout, str(path))
-    state = _stream(files, rename, layout.config, dtype, device)
+    state = stream_state(files, rename, device=device, prepare=_prepare(layout.config, dtype))
     load_into(model, state, source=str(path))
     return model.eval()
 

@@ -19,9 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
-from vidcore.io.checkpoint import METADATA_CONFIG, METADATA_KIND, CheckpointError, load_into
+from vidcore.io.checkpoint import (
+    METADATA_CONFIG,
+    METADATA_KIND,
+    CheckpointError,
+    load_into,
+    read_shapes,
+    refuse_pickle,
+    stream_state,
+    weight_files,
+)
+from vidcore.io.checkpoint import PICKLE_SUFFIXES as PICKLE_SUFFIXES  # kept importable from here
+from vidcore.io.checkpoint import WEIGHTS_NAME as WEIGHTS_NAME
 from vidcore.models.wan.vae import WanVAE
 from vidcore.models.wan.vae_config import (
     VIDEO_CHANNELS,
@@ -35,10 +45,8 @@ from vidcore.models.wan.vae_config import (
 log = logging.getLogger("vidcore")
 
 KIND = "wan_vae"  # vidcore metadata kind of a Wan VAE file written by vidcore
-WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 ORIGINAL_MARKER = "decoder.middle.0.residual.0.gamma"  # diffusers' and ComfyUI's own detection key
 DIFFUSERS_MARKER = "decoder.mid_block.resnets.0.norm1.gamma"
-PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".pkl")
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 
 
@@ -79,26 +87,39 @@ _TOP = (("conv1.", "quant_conv."), ("conv2.", "post_quant_conv."))
 _RESAMPLE_LEAVES = ("resample.", "time_conv.")
 
 
-def _leaf(leaf: str, to_vidcore: bool) -> str:
-    for original, ours in _RESNET_LEAVES:
+def _swap(text: str, table: tuple[tuple[str, str], ...], to_vidcore: bool) -> tuple[str, str] | None:
+    """(new prefix, rest) for the first (original, vidcore) row whose name on the reading side starts
+    ``text``; None when none does. Each table serves both directions."""
+    for original, ours in table:
         old, new = (original, ours) if to_vidcore else (ours, original)
-        if leaf.startswith(old):
-            return new + leaf[len(old) :]
-    return leaf
+        if text.startswith(old):
+            return new, text[len(old) :]
+    return None
+
+
+def _leaf(leaf: str, to_vidcore: bool) -> str:
+    hit = _swap(leaf, _RESNET_LEAVES, to_vidcore)
+    return leaf if hit is None else hit[0] + hit[1]
+
+
+def _fixed_key(key: str, to_vidcore: bool) -> str | None:
+    """A top-level or fixed-path key (conv_in, head, middle, quant convs) mapped either way. None for a key
+    of the encoder / decoder stage lists; a top-level key of no known pattern comes back unchanged."""
+    side, _, rest = key.partition(".")
+    if side not in ("encoder", "decoder"):
+        hit = _swap(key, _TOP, to_vidcore)
+        return key if hit is None else hit[0] + hit[1]
+    hit = _swap(rest, _FIXED, to_vidcore)
+    return None if hit is None else f"{side}.{hit[0]}{_leaf(hit[1], to_vidcore)}"
 
 
 def vae_key_from_original(key: str, version: str, num_res_blocks: int) -> str:
     """Original Wan VAE key -> vidcore key; a key of no known pattern comes back unchanged (then it is
     reported as unexpected). ``num_res_blocks`` places 2.1's flat decoder list into stages."""
+    fixed = _fixed_key(key, True)
+    if fixed is not None:
+        return fixed
     side, _, rest = key.partition(".")
-    if side not in ("encoder", "decoder"):
-        for original, ours in _TOP:
-            if key.startswith(original):
-                return ours + key[len(original) :]
-        return key
-    for original, ours in _FIXED:
-        if rest.startswith(original):
-            return f"{side}.{ours}{_leaf(rest[len(original) :], True)}"
     word = "downsamples" if side == "encoder" else "upsamples"
     if version == "2.2":
         m = re.match(rf"{word}\.(\d+)\.{word}\.(\d+)\.(.*)$", rest)
@@ -126,15 +147,10 @@ def vae_key_from_original(key: str, version: str, num_res_blocks: int) -> str:
 
 def vae_key_to_original(key: str, version: str, num_res_blocks: int) -> str:
     """Inverse of :func:`vae_key_from_original` (vidcore key -> original Wan key)."""
+    fixed = _fixed_key(key, False)
+    if fixed is not None:
+        return fixed
     side, _, rest = key.partition(".")
-    if side not in ("encoder", "decoder"):
-        for original, ours in _TOP:
-            if key.startswith(ours):
-                return original + key[len(ours) :]
-        return key
-    for original, ours in _FIXED:
-        if rest.startswith(ours):
-            return f"{side}.{original}{_leaf(rest[len(ours) :], False)}"
     word = "downsamples" if side == "encoder" else "upsamples"
     blocks = "down_blocks" if side == "encoder" else "up_blocks"
     if side == "encoder" and version == "2.1":
@@ -297,23 +313,6 @@ def detect_wan_vae_layout(
 # ---- files -> module ------------------------------------------------------------------------------------
 
 
-def read_shapes(path: str | os.PathLike) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
-    """Tensor shapes and metadata of a safetensors file, read from its header (no tensor data)."""
-    with safe_open(str(path), framework="pt") as f:
-        return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}, dict(f.metadata() or {})
-
-
-def _weight_files(folder: Path) -> list[Path]:
-    index = folder / (WEIGHTS_NAME + ".index.json")
-    if index.is_file():
-        weight_map = json.loads(index.read_text())["weight_map"]
-        return [folder / name for name in sorted(set(weight_map.values()))]
-    if (folder / WEIGHTS_NAME).is_file():
-        return [folder / WEIGHTS_NAME]
-    found = sorted(p.name for p in folder.iterdir())
-    raise WanVAELayoutError(f"{str(folder)!r} has no {WEIGHTS_NAME} (or its .index.json); found {found}")
-
-
 def _load(
     config: WanVAEConfig,
     files: list[Path],
@@ -327,21 +326,15 @@ def _load(
     with torch.device("meta"):
         model = WanVAE(config)
     expected = model.state_dict()
-    state: dict[str, torch.Tensor] = {}
     file_names: dict[str, str] = {}
-    for file in files:
-        with safe_open(str(file), framework="pt", device="cpu") as f:
-            for key in f.keys():
-                name = rename(key)
-                if name is None:
-                    continue
-                file_names[name] = key
-                if name not in expected:
-                    continue  # reported below; not read
-                t = f.get_tensor(key)
-                if dtype is not None and t.is_floating_point():
-                    t = t.to(dtype)
-                state[name] = t.to(device)
+
+    def read(key: str) -> str | None:
+        name = rename(key)
+        if name is not None:
+            file_names[name] = key
+        return name if name in expected else None  # an unexpected key is reported below, not read
+
+    state = stream_state(files, read, dtype, device)
     missing = sorted(to_file_name(k) for k in set(expected) - set(file_names))
     unexpected = sorted(file_names[k] for k in set(file_names) - set(expected))
     misshaped = sorted(
@@ -361,13 +354,6 @@ def _load(
     return model.eval()
 
 
-def _refuse_pickle(path: Path) -> None:
-    raise WanVAELayoutError(
-        f"{str(path)!r} is a pickled PyTorch checkpoint; vidcore never unpickles files. Convert it once "
-        f"with `vidcore convert {path} {path.with_suffix('.safetensors')}` and load the .safetensors file"
-    )
-
-
 def load_wan_vae(
     path: str | os.PathLike, dtype: torch.dtype | None = None, device: str | torch.device = "cpu"
 ) -> WanVAE:
@@ -379,8 +365,7 @@ def load_wan_vae(
     Missing, unexpected and mis-shaped keys raise, listed in the file's own names.
     """
     path = Path(path)
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        _refuse_pickle(path)
+    refuse_pickle(path, WanVAELayoutError)
     if not path.exists():
         raise FileNotFoundError(f"Wan VAE checkpoint {str(path)!r} does not exist")
     if path.is_file():
@@ -426,4 +411,6 @@ def load_wan_vae(
         cfg = WanVAEConfig.from_diffusers(json.loads((folder / "config.json").read_text()))
     except (ValueError, TypeError) as e:
         raise WanVAELayoutError(f"{folder / 'config.json'}: {e}") from e
-    return _load(cfg, _weight_files(folder), lambda k: k, lambda k: k, dtype, device, str(folder))
+    return _load(
+        cfg, weight_files(folder, WanVAELayoutError), lambda k: k, lambda k: k, dtype, device, str(folder)
+    )
