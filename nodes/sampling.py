@@ -87,6 +87,16 @@ def _rescale_input() -> tuple:
     )
 
 
+def _sigma_list(text: str | None, steps: int, own: tuple[float, ...] | None) -> tuple[float, ...] | None:
+    """The widget's comma-separated noise levels; empty: the model's own list when it has ``steps`` steps."""
+    if text is None or not text.strip():
+        return own if own is not None and len(own) - 1 == steps else None
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"sigmas={text!r} must be comma-separated numbers, e.g. 1,0.75,0.5,0") from None
+
+
 def run_sampler(model, positive, negative, latent_image, options, image=None, last_image=None):
     """Shared body of both sampler nodes: convert ComfyUI types, prepare the seeded initial latents (and the
     image conditioning), run the model's ``sample`` (every family's; what a family cannot do is refused
@@ -181,6 +191,15 @@ class VidCoreSampler:
                     "IMAGE",
                     {"tooltip": "Last frame, for first-last-frame models (needs image as well)."},
                 ),
+                "sigmas": (
+                    "STRING",
+                    {
+                        "default": "",
+                        "tooltip": "Explicit noise levels, comma separated, decreasing to 0 (e.g. "
+                        "1,0.93,0.85,0.61,0); sets the step count. Empty = the model's schedule (a distilled "
+                        "model's own list when steps match it).",
+                    },
+                ),
             },
         }
 
@@ -200,6 +219,7 @@ class VidCoreSampler:
         guidance_rescale,
         image=None,
         last_image=None,
+        sigmas=None,
     ):
         from vidcore.pipelines import SamplingOptions
 
@@ -214,6 +234,7 @@ class VidCoreSampler:
             pyramid_stages=model.default_options().pyramid_stages,
             denoise=denoise,
             seed=seed,
+            sigmas=_sigma_list(sigmas, steps, model.default_options().sigmas),
         )
         return run_sampler(model, positive, negative, latent_image, options, image, last_image)
 

@@ -217,3 +217,16 @@ def test_wan_vae_reports_every_latent_frame(folders):
 
     with pytest.raises(InterruptedError):
         vae.decode(torch.zeros(1, 16, 3, 2, 2), callback=cancel)
+
+
+def test_wan_runs_an_explicit_few_step_list(folders):
+    """Few-step students (e.g. TurboWan's rCM times) run on their own noise levels, fed as sigma*1000."""
+    _, path = folders["t2v"]
+    pipe = load_pipeline(path)
+    seen = []
+    frames = pipe.generate(
+        PROMPT, num_frames=9, height=16, width=16, guidance=1.0, sigmas=[0.9877, 0.9338, 0.0],
+        sampler="renoise", callback=lambda info: seen.append(info["sigma"]),
+    )  # fmt: skip
+    assert frames.shape == (9, 16, 16, 3) and torch.isfinite(frames).all()
+    assert seen == [pytest.approx(0.9877), pytest.approx(0.9338)]

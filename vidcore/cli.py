@@ -108,6 +108,13 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         help="; ".join(f"{name}: {what}" for name, what in SCHEDULES.items()),
     )
     p.add_argument("--shift", type=float, default=None, help="timestep shift of the flow schedule")
+    p.add_argument(
+        "--sigmas",
+        default=None,
+        metavar="LIST",
+        help="explicit noise levels, comma separated, decreasing from <= 1 to 0 (e.g. 1,0.93,0.85,0.61,0 for "
+        "a 4-step distilled student); sets the step count. Distilled models use their own list by default",
+    )
     p.add_argument("--sampler", choices=tuple(SAMPLERS), default=None)
     p.add_argument(
         "--fps",
@@ -121,6 +128,15 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_run_generate)
+
+
+def _sigma_list(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SystemExit(f"vidcore generate: --sigmas {text!r} must be comma-separated numbers") from None
 
 
 def _run_generate(args: argparse.Namespace) -> int:
@@ -166,6 +182,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         schedule=args.schedule,
         shift=args.shift,
         sampler=args.sampler,
+        sigmas=_sigma_list(args.sigmas),
         fps=args.fps,
         image=image,
         last_image=last,

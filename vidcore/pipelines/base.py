@@ -115,7 +115,12 @@ class Pipeline(ABC):
     def default_options(self) -> SamplingOptions:
         """The model's own sampling defaults: the fields of ``config`` that name a sampling option."""
         names = [f.name for f in dataclasses.fields(SamplingOptions)]
-        return SamplingOptions(**{n: getattr(self.config, n) for n in names if hasattr(self.config, n)})
+        values = {n: getattr(self.config, n) for n in names if hasattr(self.config, n)}
+        # A step-distilled model's own noise levels for its default step count (config ``step_sigmas``).
+        lists = [s for s in getattr(self.config, "step_sigmas", ()) if len(s) - 1 == values.get("steps")]
+        if lists:
+            values["sigmas"] = lists[0]
+        return SamplingOptions(**values)
 
     def latent_shape(
         self, num_frames: int, height: int, width: int, *, pyramid_stages: int = 1, vae: Any = None
@@ -142,6 +147,23 @@ class Pipeline(ABC):
         """The network as a velocity denoiser ``model(x, sigma, **text_kwargs)`` on float32 latents of
         ``latent_shape`` (the full resolution, also during pyramid stages); with ``image``, it holds the
         given latents (``image.mix``) and gives their tokens the timestep the family uses for them."""
+
+    def _warn_distilled(self, options: SamplingOptions) -> None:
+        """Step- and guidance-distilled models (config ``step_sigmas`` / ``guidance_distilled``) run with
+        other settings too, with a warning naming what they were distilled for."""
+        trained = sorted(len(s) - 1 for s in getattr(self.config, "step_sigmas", ()))
+        if trained and options.sigmas is None:
+            log.warning(
+                "vidcore: %s was distilled for %s step(s); %d steps use the flow schedule instead",
+                getattr(self.config, "name", "this model"),
+                trained,
+                options.steps,
+            )
+        if getattr(self.config, "guidance_distilled", False) and options.guidance != 1.0:
+            log.warning(
+                "vidcore: guidance=%s on a guidance-distilled model (CFG was distilled in; 1 = as trained)",
+                options.guidance,
+            )
 
     def guidance_schedule(self, options: SamplingOptions) -> Callable[[Tensor], float] | None:
         """A CFG scale per step (from the step's sigma), or None for ``options.guidance`` throughout."""
@@ -300,7 +322,10 @@ class Pipeline(ABC):
             )
         steps, denoise = options.steps, options.denoise
         total = int(math.ceil(steps / denoise)) if denoise < 1 else steps
-        sigmas = self.flow_sigmas(total, shape, options)[-(steps + 1) :]
+        if options.sigmas is not None:  # an explicit list (distilled students' own timesteps)
+            sigmas = torch.tensor(options.sigmas, dtype=torch.float32)
+        else:
+            sigmas = self.flow_sigmas(total, shape, options)[-(steps + 1) :]
         if init_latents is not None:
             if tuple(init_latents.shape) != shape:
                 raise ValueError(f"init_latents {tuple(init_latents.shape)} must match the noise {shape}")
@@ -332,6 +357,7 @@ class Pipeline(ABC):
         guidance_rescale: float | None = None,
         init_frames: Tensor | None = None,
         denoise: float | None = None,
+        sigmas: tuple[float, ...] | list[float] | None = None,
         fps: float | None = None,
         image: Tensor | None = None,
         last_image: Tensor | None = None,
@@ -360,7 +386,12 @@ class Pipeline(ABC):
         base = self.default_options() if options is None else options
         if not isinstance(base, SamplingOptions):
             raise TypeError(f"options must be SamplingOptions, got {type(base).__name__}")
+        if sigmas is not None and steps is None:
+            steps = len(sigmas) - 1
+        if steps is not None and sigmas is None and base.sigmas is not None and steps != len(base.sigmas) - 1:
+            base = base.replace(sigmas=None)  # another step count than the model's list: its flow schedule
         opts = base.with_overrides(
+            sigmas=sigmas,
             steps=steps,
             guidance=guidance,
             guidance_2=guidance_2,
@@ -371,6 +402,7 @@ class Pipeline(ABC):
             guidance_rescale=guidance_rescale,
             denoise=denoise,
         )
+        self._warn_distilled(opts)
         self.capabilities.check(
             opts,
             init_frames=init_frames is not None,

@@ -15,7 +15,7 @@ from torch import Tensor
 from ..config import ConfigMixin, check_choice, check_positive_int
 from ..models.dit import SpacetimeDiT
 from ..models.vae import CausalVAE3D
-from ..sampling import SAMPLERS, SCHEDULES, as_velocity_denoiser
+from ..sampling import SAMPLERS, SCHEDULES, as_velocity_denoiser, check_sigma_list
 from ..sampling.flow import Denoiser
 from .base import Capabilities, ImageConditioning, Pipeline, SamplingOptions
 from .registry import Family, Parts
@@ -49,6 +49,10 @@ class PipelineConfig(ConfigMixin):
     schedule: str = "flow"
     pyramid_stages: int = 3
     fps: float = 8.0
+    # Distilled students: their own noise-level lists (one per trained step count; `steps` picks one) and
+    # whether CFG was distilled in (then guidance 1 is as trained, and more is warned about).
+    step_sigmas: tuple[tuple[float, ...], ...] = ()
+    guidance_distilled: bool = False
 
     def __post_init__(self) -> None:
         check_choice("PipelineConfig.schedule", self.schedule, tuple(SCHEDULES))
@@ -59,6 +63,12 @@ class PipelineConfig(ConfigMixin):
             raise ValueError(f"PipelineConfig.guidance={self.guidance!r} must be >= 1 (1 = no guidance)")
         if not 0.0 <= self.guidance_rescale <= 1.0:
             raise ValueError(f"PipelineConfig.guidance_rescale={self.guidance_rescale!r} must be in [0, 1]")
+        lists = tuple(check_sigma_list(v, "PipelineConfig.step_sigmas entry") for v in self.step_sigmas)
+        object.__setattr__(self, "step_sigmas", lists)
+        if not isinstance(self.guidance_distilled, bool):
+            raise ValueError(
+                f"PipelineConfig.guidance_distilled={self.guidance_distilled!r} must be true or false"
+            )
         for name in ("shift", "fps"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):

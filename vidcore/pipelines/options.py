@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import ConfigMixin, check_choice, check_positive_int
-from ..sampling import SAMPLERS, SCHEDULES
+from ..sampling import SAMPLERS, SCHEDULES, check_sigma_list
 
 
 def check_seed(seed: object) -> None:
@@ -27,10 +27,11 @@ def _number(name: str, value: object) -> float:
 @dataclass(frozen=True, kw_only=True)
 class SamplingOptions(ConfigMixin):
     """How to sample, validated once. ``guidance`` is the usual CFG scale g (``(1+w)·v_c - w·v_u`` with
-    ``w = g - 1``; 1 = off), ``guidance_2`` that of the low-noise expert of two-expert models (Wan 2.2 A14B;
-    None = ``guidance``), ``guidance_rescale`` phi of Lin et al. (2023), ``shift`` the SD3 timestep shift
-    (Esser et al. 2024, Eq. 23), ``denoise`` < 1 starts from noised input latents (SDEdit, Meng et al.
-    2021), ``pyramid_stages`` the number of resolution stages of ``schedule="pyramidal"``.
+    ``w = g - 1``; 1 = off), ``guidance_2`` the scale of the low-noise expert of two-expert models (Wan 2.2
+    A14B; None = ``guidance``), ``guidance_rescale`` phi of Lin et al. (2023), ``shift`` the SD3 timestep
+    shift (Esser et al. 2024, Eq. 23), ``denoise`` < 1 starts from noised input latents (SDEdit, Meng et
+    al. 2021), ``pyramid_stages`` the number of resolution stages of ``schedule="pyramidal"``, ``sigmas``
+    an explicit noise-level list (distilled few-step models: N + 1 values ending in 0, ``steps`` = N).
 
     Unknown option names are errors: ``SamplingOptions.from_dict`` and :meth:`replace` name them."""
 
@@ -44,6 +45,7 @@ class SamplingOptions(ConfigMixin):
     pyramid_stages: int = 3
     denoise: float = 1.0
     seed: int = 0
+    sigmas: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         check_positive_int("steps", self.steps)
@@ -70,6 +72,18 @@ class SamplingOptions(ConfigMixin):
             raise ValueError(f"denoise={self.denoise!r} must be in (0, 1]")
         check_choice("schedule", self.schedule, tuple(SCHEDULES))
         check_choice("sampler", self.sampler, tuple(SAMPLERS))
+        if self.sigmas is not None:
+            object.__setattr__(self, "sigmas", check_sigma_list(self.sigmas))
+            if self.steps != len(self.sigmas) - 1:
+                raise ValueError(
+                    f"steps={self.steps} does not match sigmas={list(self.sigmas)} ({len(self.sigmas) - 1} "
+                    "steps); give the list with its own step count"
+                )
+            if self.schedule != "flow" or self.denoise != 1.0:
+                raise ValueError(
+                    f"sigmas={list(self.sigmas)} (an explicit noise-level list) needs schedule='flow' and "
+                    f"denoise=1 (got schedule={self.schedule!r}, denoise={self.denoise!r})"
+                )
         if self.schedule == "pyramidal":
             if self.sampler != "euler":
                 raise ValueError(

@@ -269,6 +269,15 @@ class WanPipeline(Pipeline):
                 )
         return shape
 
+    @staticmethod
+    def _grid(options: SamplingOptions) -> tuple[Tensor, Tensor]:
+        """(sigmas, the timesteps the transformer gets at them): diffusers' UniPC grid, or an explicit list
+        (few-step students, e.g. TurboWan's rCM times) fed as sigma·1000."""
+        if options.sigmas is not None:
+            sigmas = torch.tensor(options.sigmas, dtype=torch.float32)
+            return sigmas, sigmas[:-1].double() * 1000
+        return wan_flow_sigmas(options.steps, options.shift), wan_flow_timesteps(options.steps, options.shift)
+
     def flow_sigmas(self, steps: int, latent_shape: tuple[int, ...], options: SamplingOptions) -> Tensor:
         return wan_flow_sigmas(steps, options.shift)
 
@@ -276,8 +285,7 @@ class WanPipeline(Pipeline):
         if self.config.boundary_ratio is None:
             return None
         low = options.guidance if options.guidance_2 is None else options.guidance_2
-        sigmas = wan_flow_sigmas(options.steps, options.shift)
-        timesteps = wan_flow_timesteps(options.steps, options.shift)
+        sigmas, timesteps = self._grid(options)
         boundary = self.config.boundary_ratio * 1000
 
         def scale(sigma: Tensor) -> float:
@@ -293,10 +301,11 @@ class WanPipeline(Pipeline):
         fps: float | None = None,
         image: ImageConditioning | None = None,
     ) -> Denoiser:
+        sigmas, timesteps = self._grid(options)
         return WanDenoiser(
             (self.dit, self.transformer_2),
-            wan_flow_sigmas(options.steps, options.shift),
-            wan_flow_timesteps(options.steps, options.shift),
+            sigmas,
+            timesteps,
             self.config.boundary_ratio,
             image,
             per_token=self.config.variant == "ti2v",

@@ -17,6 +17,7 @@ from .ddpm import (
     sample_ddim,
     x0_from_eps,
 )
+from .fewstep import check_sigma_list, sample_renoise
 from .flow import (
     add_noise,
     as_prediction_denoiser,
@@ -70,6 +71,7 @@ __all__ = [
     "as_prediction_denoiser",
     "as_velocity_denoiser",
     "cfg_combine",
+    "check_sigma_list",
     "ddim_sigma",
     "ddim_step",
     "ddim_timesteps",
@@ -93,6 +95,7 @@ __all__ = [
     "sample_euler_ancestral",
     "sample_heun",
     "sample_pyramidal",
+    "sample_renoise",
     "sample_unipc",
     "shifted_sigmas",
     "split_steps",

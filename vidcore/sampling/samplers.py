@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .fewstep import sample_renoise
 from .flow import Denoiser, add_noise, eps_from_velocity, euler_step, randn_like_on, x0_from_velocity
 from .loop import Callback, call_denoiser, report, step_range
 from .schedules import check_sigmas
@@ -130,4 +131,5 @@ SAMPLERS = {
     "heun": sample_heun,
     "euler_ancestral": sample_euler_ancestral,
     "unipc": sample_unipc,
+    "renoise": sample_renoise,
 }
