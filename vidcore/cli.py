@@ -310,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_convert_arguments(p)
     p.set_defaults(func=run_convert)
     _add_train(sub)
+    from .distill.cli import add_distill_arguments, run_distill
+
+    p = sub.add_parser(
+        "distill", help="step + guidance distillation: a few-step student that runs without CFG (resumable)"
+    )
+    add_distill_arguments(p)
+    p.set_defaults(func=run_distill)
     _add_eval(sub)
     return parser
 

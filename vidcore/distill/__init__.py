@@ -1,0 +1,45 @@
+"""Step + guidance distillation for any family: trajectory distillation and sCM/rCM consistency."""
+
+from .adapters import velocity_fn
+from .config import DistillConfig, default_student_timesteps, load_distill_config, rf_to_trig, trig_to_rf
+from .loop import distill
+from .objectives import (
+    DistillBatch,
+    DistillMethod,
+    GuidedTeacher,
+    SCMDistillation,
+    TrajectoryDistillation,
+    make_method,
+    math_attention,
+    normalize_tangent,
+    scm_tangent,
+    teacher_grid,
+    teacher_trajectory,
+    trajectory_loss,
+    trigflow_dF_ds,
+    trigflow_F,
+)
+
+__all__ = [
+    "DistillBatch",
+    "DistillConfig",
+    "DistillMethod",
+    "GuidedTeacher",
+    "SCMDistillation",
+    "TrajectoryDistillation",
+    "default_student_timesteps",
+    "distill",
+    "load_distill_config",
+    "make_method",
+    "math_attention",
+    "normalize_tangent",
+    "rf_to_trig",
+    "scm_tangent",
+    "teacher_grid",
+    "teacher_trajectory",
+    "trajectory_loss",
+    "trig_to_rf",
+    "trigflow_F",
+    "trigflow_dF_ds",
+    "velocity_fn",
+]

@@ -1,0 +1,64 @@
+"""`vidcore distill --teacher MODEL --config FILE [--steps N] [--method M]`: argument set and runner.
+
+The lead's ``vidcore/cli.py`` registers the sub-command with :func:`add_distill_arguments` and calls
+:func:`run_distill`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import METHODS
+
+
+def add_distill_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the `distill` arguments to ``parser`` (a sub-parser) and return it."""
+    parser.description = (
+        "Step + guidance distillation: train a student that samples in --steps steps without CFG from a "
+        "guided teacher (trajectory distillation or sCM consistency). Resumes from "
+        "OUT_DIR/state.safetensors; writes OUT_DIR/student.safetensors and OUT_DIR/distill.json."
+    )
+    parser.add_argument("--teacher", default="tiny", help="teacher model: built-in name or model folder")
+    parser.add_argument("--config", required=True, metavar="FILE", help="DistillConfig JSON file")
+    parser.add_argument("--steps", type=int, help="student sampling steps (overrides student_steps)")
+    parser.add_argument("--method", choices=METHODS, help="objective (overrides the config's method)")
+    parser.add_argument("--out-dir", help="run folder (overrides the config's out_dir)")
+    parser.add_argument("--train-steps", type=int, help="optimiser steps (overrides the config's steps)")
+    return parser
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    """Run `vidcore distill` for parsed ``args``; prints the student checkpoint path, returns 0."""
+    from vidcore.pipelines import load_pipeline
+
+    from .config import load_distill_config
+    from .loop import distill
+
+    overrides = {
+        key: value
+        for key, value in (
+            ("student_steps", args.steps),
+            ("method", args.method),
+            ("out_dir", args.out_dir),
+            ("steps", args.train_steps),
+        )
+        if value is not None
+    }
+    if args.steps is not None:
+        overrides["student_timesteps"] = []  # the config's list was for its own student_steps
+    cfg = load_distill_config(args.config, overrides)
+    pipe = load_pipeline(args.teacher)
+    path = distill(pipe, cfg, log=lambda m: print(m, file=sys.stderr), teacher_name=str(args.teacher))
+    print(path)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point: ``python -m vidcore.distill.cli --config FILE ...``."""
+    parser = add_distill_arguments(argparse.ArgumentParser(prog="vidcore distill"))
+    return run_distill(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""The distillation training loop: a student SpacetimeDiT learns the guided teacher's few-step map on the
+procedural shape videos of ``vidcore train dit``, with the trainer's AdamW, EMA, resumable state and bar."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..io.atomic import write_text
+from ..models.dit import SpacetimeDiT
+from ..train.data import ShapeVideoDataset
+from ..train.trainer import STATE_FILE, LatentCache, Run, _bar
+from .adapters import velocity_fn
+from .config import DistillConfig
+from .objectives import DistillBatch, GuidedTeacher, make_method
+
+STUDENT_FILE = "student.safetensors"
+SUMMARY_FILE = "distill.json"
+
+
+def _summary(cfg: DistillConfig, run: Run, teacher_name: str) -> dict[str, Any]:
+    recent = [h["loss"] for h in run.history[-50:] if "loss" in h]
+    return {
+        "method": cfg.method,
+        "student_steps": cfg.student_steps,
+        "student_timesteps": list(cfg.timesteps),
+        "teacher": teacher_name,
+        "teacher_guidance": cfg.teacher_guidance,
+        "teacher_steps": cfg.teacher_steps,
+        "train_steps": run.step,
+        "loss_first": run.history[0]["loss"] if run.history else None,
+        "loss_last50_mean": sum(recent) / len(recent) if recent else None,
+        "losses": [round(h["loss"], 6) for h in run.history if "loss" in h],
+        "config": cfg.to_dict(),
+    }
+
+
+def distill(
+    teacher_pipe: Any,
+    cfg: DistillConfig,
+    log: Callable[[str], None] = print,
+    teacher_name: str = "",
+) -> Path:
+    """Distil ``teacher_pipe`` (a built-in VideoPipeline: SpacetimeDiT + CausalVAE3D + text encoder) into a
+    student that samples in ``cfg.student_steps`` steps without CFG; returns ``out_dir/student.safetensors``.
+
+    Resumes from ``out_dir/state.safetensors`` when present. Each step draws its batch and times from
+    generators seeded by ``(seed, step)``, so a resumed run repeats an uninterrupted one.
+    """
+    teacher = teacher_pipe.dit
+    if not isinstance(teacher, SpacetimeDiT):
+        raise TypeError(
+            f"distill() trains on the built-in family's data path (SpacetimeDiT teacher); got "
+            f"{type(teacher).__name__}. For LTX / Wan use vidcore.distill.objectives with velocity_fn."
+        )
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    teacher.eval().requires_grad_(False)
+    student = SpacetimeDiT(teacher.config)
+    student.load_state_dict(teacher.state_dict())
+    student.train()
+    run = Run(cfg, student, log)  # type: ignore[arg-type]  (DistillConfig has the fields Run reads)
+    method = make_method(cfg)
+    data = ShapeVideoDataset(cfg.seed, cfg.num_frames, cfg.height, cfg.width)
+    cache = LatentCache(teacher_pipe.vae, teacher_pipe.text_encoder, data, cfg.latent_cache, log=log)
+    pooled_on = teacher.config.pooled_text
+    empty = [cache.empty] * cfg.batch
+    uncond = velocity_fn(
+        teacher, cache.emb[empty], cache.mask[empty], cache.pooled[empty] if pooled_on else None
+    )
+    name = teacher_name or getattr(getattr(teacher_pipe, "config", None), "name", "")
+    bar = _bar(cfg.steps, run.step)
+    bar.set_description(f"distill {cfg.method}")
+    t0 = time.time()
+    while run.step < cfg.steps:
+        rng = random.Random(cfg.seed * 1_000_003 + run.step)
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + run.step)
+        idx = [rng.randrange(cfg.latent_cache) for _ in range(cfg.batch)]
+        x0 = cache.latents[idx]
+        emb, mask = cache.emb[idx], cache.mask[idx]
+        pooled = cache.pooled[idx] if pooled_on else None
+        noise = torch.randn(x0.shape, generator=gen)
+        guided = GuidedTeacher(velocity_fn(teacher, emb, mask, pooled), uncond, cfg.teacher_guidance)
+        loss, parts = method.loss(
+            velocity_fn(student, emb, mask, pooled), guided, DistillBatch(x0, noise, gen), run.step
+        )
+        parts["grad_norm"] = run.optimise(loss)
+        run.record(parts)
+        bar.update(1)
+        bar.set_postfix(loss=f"{parts['loss']:.4g}")
+        if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps:
+            run.checkpoint({"wall_s": time.time() - t0})
+            summary = _summary(cfg, run, name)
+            meta = {"distill": json.dumps({k: v for k, v in summary.items() if k != "losses"})}
+            run.ema_model(lambda: SpacetimeDiT(teacher.config)).save(
+                run.out / STUDENT_FILE, overwrite=True, extra_metadata=meta
+            )
+            write_text(run.out / SUMMARY_FILE, json.dumps(summary, indent=2), overwrite=True)
+    bar.close()
+    return run.out / STUDENT_FILE
+
+
+__all__ = ["STATE_FILE", "STUDENT_FILE", "SUMMARY_FILE", "distill"]
