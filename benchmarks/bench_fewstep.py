@@ -1,0 +1,55 @@
+"""Time per video of a few-step student against its teacher, measured in one run: the teacher's own sampling
+(20 Euler steps + CFG, 40 network evaluations) vs 4 / 2 / 1 steps without CFG on explicit noise-level lists.
+The student has the teacher's architecture, so its speed does not depend on its weights: the same model times
+both. Target (issue 13): >= 8x lower time per video at 4 steps.
+
+Run: python benchmarks/bench_fewstep.py [--model tiny] [--threads 1] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._util import median_time, print_table  # noqa: E402
+from vidcore.distill.config import default_student_timesteps  # noqa: E402
+from vidcore.pipelines import load_pipeline  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="tiny")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    pipe = load_pipeline(args.model)
+    prompt = "a red circle moving right"
+    teacher = pipe.default_options()
+    runs = [("teacher", dict(steps=teacher.steps, guidance=teacher.guidance), 2 * teacher.steps)]
+    for n in (4, 2, 1):
+        sigmas = [*default_student_timesteps("trajectory", n), 0.0]
+        for sampler in ("euler", "renoise"):
+            runs.append((f"{n}-step {sampler}", dict(sigmas=sigmas, guidance=1.0, sampler=sampler), n))
+    rows = []
+    for name, kw, nfe in runs:
+        sec = median_time(lambda kw=kw: pipe.generate(prompt, **kw), repeats=args.repeats)
+        rows.append([name, nfe, sec])
+    ref = rows[0][2]
+    print(
+        f"model {args.model}, {pipe.config.num_frames}x{pipe.config.height}x{pipe.config.width}, "
+        f"{args.threads} thread(s), median of {args.repeats} (decode included)"
+    )
+    print_table(
+        ["sampling", "network evals", "median s", "speed-up vs teacher"], [[*r, ref / r[2]] for r in rows]
+    )
+
+
+if __name__ == "__main__":
+    main()
