@@ -220,7 +220,6 @@ def test_sampler_equals_the_library_with_the_same_seed(loaded):
 def test_bf16_sampler_node_keeps_a_float32_state_and_equals_the_library(folders, monkeypatch):
     import vidcore.sampling.samplers as samplers
     from nodes._convert import from_conditioning, pad_pair
-    from vidcore.pipelines import initial_noise
 
     model, vae, te = node("VidCoreLoadModel").load("tiny", "bf16")
     assert model.dtype == torch.bfloat16
@@ -234,7 +233,8 @@ def test_bf16_sampler_node_keeps_a_float32_state_and_equals_the_library(folders,
     # the library on the same bf16 model, seed and conditioning
     kw = dict(text_dim=32, needs_pooled=True, batch=1, device=model.device, dtype=model.dtype)
     c, u = pad_pair(from_conditioning(pos, "p", **kw), from_conditioning(neg, "n", **kw))
-    noise, generator = initial_noise(tuple(lat["samples"].shape), 3)
+    prep = model.prepare_latents(tuple(lat["samples"].shape), 3)
+    noise, generator = prep.noise, prep.generator
     with torch.no_grad():
         ref = model.sample(noise, c, u, SamplingOptions(steps=3, guidance=3.0, seed=3), generator=generator)
     assert torch.equal(out, ref)

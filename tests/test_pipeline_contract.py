@@ -22,7 +22,6 @@ from vidcore.pipelines import (
     Pipeline,
     SamplingOptions,
     families,
-    initial_noise,
     load_pipeline,
     register_family,
     unregister_family,
@@ -290,7 +289,8 @@ def test_toy_family_runs_through_the_nodes(toy):
         (lat,) = N["VidCoreEmptyVideoLatent"]().generate(model, vae, 8, 8, 3, 1)
         assert lat["samples"].shape == (1, 4, 3, 4, 4)
         (out,) = N["VidCoreSampler"]().sample(model, pos, neg, lat, 5, 3, 2.0, "flow", 1.0, "heun", 1.0, 0.0)
-        noise, generator = initial_noise((1, 4, 3, 4, 4), 5)
+        prep = model.prepare_latents((1, 4, 3, 4, 4), 5)
+        noise, generator = prep.noise, prep.generator
         cond, uncond = model.encode_prompts("a toy", "")
         opts = SamplingOptions(steps=3, guidance=2.0, sampler="heun", seed=5)
         want = model.sample(noise, cond, uncond, opts, generator=generator)

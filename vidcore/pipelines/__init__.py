@@ -14,7 +14,6 @@ from .base import (
     SamplingOptions,
     TextConditioning,
     check_seed,
-    initial_noise,
     needs_uncond,
 )
 from .registry import (
@@ -46,7 +45,6 @@ __all__ = [
     "check_seed",
     "families",
     "family_of",
-    "initial_noise",
     "load_pipeline",
     "needs_uncond",
     "register_family",

@@ -31,7 +31,6 @@ from .conditioning import (
     Prepared,
     TextConditioning,
     image_video,
-    initial_noise,
 )
 from .options import Capabilities, SamplingOptions, check_seed, needs_uncond
 
@@ -44,7 +43,6 @@ __all__ = [
     "SamplingOptions",
     "TextConditioning",
     "check_seed",
-    "initial_noise",
     "needs_uncond",
 ]
 
@@ -192,7 +190,7 @@ class Pipeline(ABC):
         """Seeded initial state for latents of ``shape`` ``[B, C, T', H', W']``: the image conditioning is
         encoded first (some families sample the VAE posterior from the generator, as their reference
         pipelines do), then the noise is drawn; ``latents`` replaces the drawn noise."""
-        self.capabilities.check(SamplingOptions(), image=image is not None, last_image=last_image is not None)
+        self.capabilities.check_images(image is not None, last_image is not None)
         check_seed(seed)
         generator = torch.Generator(device="cpu").manual_seed(seed)
         cond = None

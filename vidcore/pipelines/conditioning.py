@@ -10,7 +10,6 @@ import torch
 from torch import Tensor, nn
 
 from ..io.frames import check_frames, frames_to_video
-from .options import check_seed
 
 
 @dataclass
@@ -98,11 +97,3 @@ def image_video(image: Tensor, name: str, height: int, width: int) -> Tensor:
             "the image, or generate at its size (unset height/width take the image's size)"
         )
     return frames_to_video(frames)
-
-
-def initial_noise(shape: tuple[int, ...], seed: int) -> tuple[Tensor, torch.Generator]:
-    """Float32 standard noise drawn on the CPU from ``seed`` (the same noise on every device), and the
-    generator, which then feeds stochastic samplers and noise-injecting decoders."""
-    check_seed(seed)
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    return torch.randn(tuple(shape), generator=generator, dtype=torch.float32), generator

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..config import ConfigMixin, check_choice, check_positive, check_positive_int
 from ..models.ltx.loading import LTXLayoutError, detect_ltx_layout, load_ltx, read_shapes
@@ -233,10 +233,6 @@ class LTXLatentVAE(LatentVAE):
         return video
 
 
-def raw_dtype(module: nn.Module) -> torch.dtype:
-    return next(module.parameters()).dtype
-
-
 class LTXDenoiser:
     """vidcore denoiser over unpacked latents: ``(x [B,C,F,H,W], sigma [B]) -> velocity`` (float32)."""
 
@@ -374,7 +370,7 @@ class LTXPipeline(Pipeline):
         """First latent frame = the image's latents, sampled from the VAE posterior with the run's
         generator and normalised, as diffusers' LTXImageToVideoPipeline.prepare_latents does."""
         raw = self.vae.vae
-        z = raw.encode(image.to(self.device, raw_dtype(raw)), sample=True, generator=generator).float()
+        z = raw.encode(image.to(self.device, self.vae.dtype), sample=True, generator=generator).float()
         z = raw.normalize_latents(z).repeat(latent_shape[0], 1, latent_shape[2], 1, 1)
         mask = torch.zeros((latent_shape[0], 1, *latent_shape[2:]), device=z.device)
         mask[:, :, 0] = 1.0

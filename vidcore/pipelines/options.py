@@ -145,15 +145,7 @@ class Capabilities:
     ) -> None:
         """Raise ValueError naming the first option this family cannot honour and what it supports."""
         who = f"{self.family} models"
-        hint = f"; {self.image_hint}" if self.image_hint else ""
-        if last_image and not image:
-            raise ValueError("last_image needs image (the first frame) as well")
-        if image and not self.image_conditioning:
-            raise ValueError(f"image (image-to-video) is not supported by {who}{hint}")
-        if last_image and not self.last_image_conditioning:
-            raise ValueError(f"last_image (first-last-frame-to-video) is not supported by {who}{hint}")
-        if self.requires_image and not image:
-            raise ValueError(f"{who} are image-to-video: pass image= (CLI: --image FIRST.png)")
+        self.check_images(image, last_image)
         if options.schedule not in self.schedules:
             raise ValueError(
                 f"schedule={options.schedule!r} is not supported by {who}; supported: {list(self.schedules)}"
@@ -180,6 +172,19 @@ class Capabilities:
                 )
             if init_frames:
                 raise ValueError(f"init_frames (video-to-video) is not supported by {who}")
+
+    def check_images(self, image: bool, last_image: bool) -> None:
+        """Refuse conditioning images this family cannot take, or their absence when it needs one."""
+        who = f"{self.family} models"
+        hint = f"; {self.image_hint}" if self.image_hint else ""
+        if last_image and not image:
+            raise ValueError("last_image needs image (the first frame) as well")
+        if image and not self.image_conditioning:
+            raise ValueError(f"image (image-to-video) is not supported by {who}{hint}")
+        if last_image and not self.last_image_conditioning:
+            raise ValueError(f"last_image (first-last-frame-to-video) is not supported by {who}{hint}")
+        if self.requires_image and not image:
+            raise ValueError(f"{who} are image-to-video: pass image= (CLI: --image FIRST.png)")
 
     def check_tiling(self, tile_size: int | None, tile_overlap: int | None) -> None:
         """Refuse spatial tiling by name when the family's VAE has none (never ignore it)."""

@@ -17,7 +17,6 @@ from .ddpm import (
     sample_ddim,
     x0_from_eps,
 )
-from .fewstep import check_sigma_list, sample_renoise
 from .flow import (
     add_noise,
     as_prediction_denoiser,
@@ -44,9 +43,17 @@ from .pyramidal import (
     stage_sigmas,
     upsample_nearest,
 )
-from .samplers import SAMPLERS, ancestral_noise_std, sample_euler, sample_euler_ancestral, sample_heun
+from .samplers import (
+    SAMPLERS,
+    ancestral_noise_std,
+    sample_euler,
+    sample_euler_ancestral,
+    sample_heun,
+    sample_renoise,
+)
 from .schedules import (
     SCHEDULES,
+    check_sigma_list,
     dynamic_shift_mu,
     dynamic_sigmas,
     linear_sigmas,

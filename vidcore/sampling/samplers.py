@@ -11,12 +11,12 @@ noise from it, the deterministic ones accept and ignore it, so callers never ins
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .fewstep import sample_renoise
 from .flow import Denoiser, add_noise, eps_from_velocity, euler_step, randn_like_on, x0_from_velocity
 from .loop import Callback, call_denoiser, report, step_range
 from .schedules import check_sigmas
@@ -105,19 +105,61 @@ def sample_euler_ancestral(
     """
     if not 0 <= eta <= 1:
         raise ValueError(f"eta={eta!r} must lie in [0, 1]")
+
+    def fresh(s: float, s_next: float) -> float:
+        return ancestral_noise_std(s, s_next, eta) / s_next if s_next > 0 else 0.0
+
+    return _sample_renoising(
+        model, x, sigmas, fresh, extra_args, callback, disable, generator, "euler-ancestral"
+    )
+
+
+@torch.no_grad()
+def sample_renoise(
+    model: Denoiser,
+    x: Tensor,
+    sigmas: Tensor,
+    extra_args: dict[str, Any] | None = None,
+    callback: Callback | None = None,
+    disable: bool | None = None,
+    generator: torch.Generator | None = None,
+    stochastic: bool = True,
+) -> Tensor:
+    """Multistep consistency sampling of distilled students (rCM, Zheng et al. 2025, arXiv:2510.08431;
+    TurboDiffusion; LTX-Video's distilled "stochastic sampling"): x0 = x - s v, then x <- (1 - s') x0 + s' z
+    with z fresh noise from ``generator``, i.e. the ancestral step with all of the noise fresh
+    (``stochastic=False``: none of it fresh, which is an Euler step)."""
+
+    def fresh(s: float, s_next: float) -> float:
+        return 1.0 if stochastic and s_next > 0 else 0.0
+
+    return _sample_renoising(model, x, sigmas, fresh, extra_args, callback, disable, generator, "renoise")
+
+
+def _sample_renoising(
+    model: Denoiser,
+    x: Tensor,
+    sigmas: Tensor,
+    fresh_part: Callable[[float, float], float],
+    extra_args: dict[str, Any] | None,
+    callback: Callback | None,
+    disable: bool | None,
+    generator: torch.Generator | None,
+    desc: str,
+) -> Tensor:
+    """Predict x0, then re-noise to the next level with unit-variance noise of which ``fresh_part(s, s')``
+    is fresh (drawn from ``generator``) and the rest the predicted noise eps = x + (1 - s) v."""
     sig = check_sigmas(sigmas)
     extra_args = {} if extra_args is None else extra_args
     total = len(sig) - 1
-    for i in step_range(total, disable, "euler-ancestral"):
+    for i in step_range(total, disable, desc):
         s, s_next = sig[i], sig[i + 1]
         v = call_denoiser(model, x, s, i, extra_args).to(x.dtype)
         denoised = x0_from_velocity(x, s, v)
-        c = ancestral_noise_std(s, s_next, eta)
         noise = eps_from_velocity(x, s, v)
-        if c > 0:
-            # Keep a unit-variance noise: part predicted eps, part fresh z (c / s' of it).
+        fresh = fresh_part(s, s_next)
+        if fresh > 0:
             z = randn_like_on(x, generator)
-            fresh = c / s_next
             noise = (1 - fresh**2) ** 0.5 * noise + fresh * z
         x = add_noise(denoised, noise, s_next)
         report(callback, i=i, x=x, sigma=s, sigma_next=s_next, denoised=denoised, total=total)

@@ -7,6 +7,7 @@ i.e. N sampler steps. Values are computed in float64 and rounded once.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -180,3 +181,23 @@ def timesteps_on_grid(sigma: Tensor, sigmas: Tensor, timesteps: Tensor, atol: fl
             "timesteps up only for the sigmas the sampler was given"
         )
     return timesteps.to(sigma.device)[index]
+
+
+def check_sigma_list(values: Any, name: str = "sigmas") -> tuple[float, ...]:
+    """An explicit noise-level list: at least 2 numbers in [0, 1], strictly decreasing, ending in 0."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise ValueError(f"{name}={values!r} must be a list of noise levels, e.g. [1.0, 0.75, 0.5, 0.0]")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"{name} entry {v!r} must be a number")
+        out.append(float(v))
+    if len(out) < 2:
+        raise ValueError(f"{name}={out} needs at least 2 values (one step)")
+    if not all(0.0 <= v <= 1.0 for v in out):
+        raise ValueError(f"{name}={out} must lie in [0, 1] (flow matching noise levels, 1 = pure noise)")
+    if any(b >= a for a, b in zip(out, out[1:], strict=False)):
+        raise ValueError(f"{name}={out} must be strictly decreasing (noise -> data)")
+    if out[-1] != 0.0:
+        raise ValueError(f"{name}={out} must end in 0 (the last step lands on clean data)")
+    return tuple(out)
