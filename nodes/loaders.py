@@ -25,17 +25,23 @@ def model_choices() -> dict[str, Path]:
     folders win a name clash."""
     from vidcore.pipelines import families
 
+    listed: dict[str, list[tuple[str, Path]]] = {}  # folder kind -> (shown name, path), walked once
+
+    def candidates(kind: str) -> list[tuple[str, Path]]:
+        if kind not in listed:
+            listed[kind] = []
+            for root in _host.model_folders(kind):
+                listed[kind] += [(c.name, c) for c in sorted(root.iterdir()) if c.is_dir()]
+                files = sorted(f for suffix in CHECKPOINT_SUFFIXES for f in root.rglob(f"*{suffix}"))
+                listed[kind] += [(f.relative_to(root).as_posix(), f) for f in files if f.is_file()]
+        return listed[kind]
+
     found: dict[str, Path] = {}
     for family in families():
         for kind in family.folders:
-            for root in _host.model_folders(kind):
-                for child in sorted(root.iterdir()):
-                    if child.is_dir() and _detect(family, child):
-                        found.setdefault(child.name, child)
-                files = sorted(f for suffix in CHECKPOINT_SUFFIXES for f in root.rglob(f"*{suffix}"))
-                for f in files:
-                    if f.is_file() and _detect(family, f):
-                        found.setdefault(f.relative_to(root).as_posix(), f)
+            for name, path in candidates(kind):
+                if _detect(family, path):
+                    found.setdefault(name, path)
         for name, path in family.builtins().items():
             found.setdefault(name, path)
     return found
