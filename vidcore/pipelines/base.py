@@ -100,9 +100,10 @@ class Pipeline(ABC):
         """The torch modules this handle runs (what a host such as ComfyUI moves between devices and
         frees); text encoders without modules (test doubles) contribute none."""
         out: dict[str, nn.Module] = {"dit": self.dit}
-        vae = self.vae if isinstance(self.vae, nn.Module) else getattr(self.vae, "vae", None)
-        if isinstance(vae, nn.Module):
-            out["vae"] = vae
+        if isinstance(self.vae, nn.Module):
+            out["vae"] = self.vae
+        elif isinstance(self.vae, LatentVAE):
+            out.update(self.vae.components())
         encoder_parts = getattr(self.text_encoder, "components", None)
         if callable(encoder_parts):
             out.update(encoder_parts())
