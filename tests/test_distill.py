@@ -417,3 +417,58 @@ def test_vidcore_distill_command_writes_a_student(tmp_path, capsys):
     student = Path(capsys.readouterr().out.strip().splitlines()[-1])
     assert student == tmp_path / "run" / "student.safetensors" and student.is_file()
     assert json.loads((tmp_path / "run" / "distill.json").read_text())["train_steps"] == 2
+
+
+def test_vidcore_distill_export_writes_a_model_folder_that_runs(tmp_path, capsys, caplog):
+    """`--export DIR`: a model folder with the student's steps / noise levels, CFG 1, half-precision weights
+    loaded as float32, the teacher's VAE byte for byte, and a model card; generate() runs on it."""
+    from vidcore.cli import main
+    from vidcore.pipelines import load_pipeline
+
+    from ._node_fixtures import make_models_root
+
+    teacher = make_models_root(tmp_path / "models") / "vidcore" / "tiny"
+    config = tmp_path / "distill.json"
+    config.write_text(json.dumps(loop_config(tmp_path / "run", 2, "trajectory").to_dict()))
+    dest = tmp_path / "exported" / "tiny-student"
+    argv = ["distill", "--teacher", str(teacher), "--config", str(config), "--export", str(dest)]
+    assert main(argv) == 0
+    assert Path(capsys.readouterr().out.strip().splitlines()[-1]) == dest
+    assert sorted(p.name for p in dest.iterdir()) == [
+        "MODEL_CARD.md",
+        "dit.safetensors",
+        "pipeline.json",
+        "vae.safetensors",
+    ]
+    assert (dest / "vae.safetensors").read_bytes() == (teacher / "vae.safetensors").read_bytes()
+    assert {v.dtype for v in _tensors(dest / "dit.safetensors").values()} == {torch.float16}
+    student = _tensors(tmp_path / "run" / "student.safetensors")
+    stored = _tensors(dest / "dit.safetensors")
+    for k, v in student.items():
+        torch.testing.assert_close(stored[k].float(), v, rtol=1e-3, atol=1e-4)
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert "--export" in card and '"teacher_guidance": 3.0' in card
+
+    pipe = load_pipeline(str(dest))
+    assert next(pipe.dit.parameters()).dtype == torch.float32
+    opts = pipe.default_options()
+    times = list(default_student_timesteps("trajectory", 2))
+    assert (opts.steps, opts.guidance, opts.sampler) == (2, 1.0, "renoise")
+    assert list(opts.sigmas) == [*times, 0.0]
+    frames = pipe.generate("a red circle moving right", seed=0, num_frames=5, height=16, width=16)
+    assert frames.shape[0] == 5 and torch.isfinite(frames).all()
+    caplog.clear()
+    pipe.generate("a red circle", seed=0, num_frames=5, height=16, width=16, guidance=3.0)
+    assert "guidance-distilled" in caplog.text
+
+    # An existing export folder is refused before any training, naming the flag and the folder.
+    assert main([*argv[:-2], "--train-steps", "4", "--export", str(dest)]) != 0
+    assert f"--export {str(dest)!r} already exists" in capsys.readouterr().err
+    assert json.loads((tmp_path / "run" / "distill.json").read_text())["train_steps"] == 2
+
+
+def test_shipped_distill_config_is_found_by_name():
+    cfg = load_distill_config("tiny_turbo")
+    assert (cfg.method, cfg.student_steps, cfg.teacher_guidance) == ("trajectory", 4, 7.0)
+    with pytest.raises(FileNotFoundError, match="shipped configs: \\[.*'tiny_turbo'"):
+        load_distill_config("no_such_recipe")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any, TypeVar
 
 C = TypeVar("C", bound="ConfigMixin")
@@ -61,3 +62,16 @@ def check_choice(name: str, value: Any, choices: tuple | list) -> None:
     """Raise ValueError unless ``value`` is one of ``choices``."""
     if value not in choices:
         raise ValueError(f"{name}={value!r} must be one of {list(choices)}")
+
+
+def resolve_shipped_config(path_or_name: str | Path, folder: Path, what: str) -> Path:
+    """A config file path, or the name of a config shipped as ``folder/<name>.json``; else a
+    FileNotFoundError naming ``what`` and the shipped names."""
+    path = Path(path_or_name)
+    if path.is_file():
+        return path
+    shipped = folder / f"{path_or_name}.json"
+    if shipped.is_file():
+        return shipped
+    names = sorted(p.stem for p in folder.glob("*.json"))
+    raise FileNotFoundError(f"{what} {str(path_or_name)!r} not found (shipped configs: {names})")

@@ -7,7 +7,9 @@ The lead's ``vidcore/cli.py`` registers the sub-command with :func:`add_distill_
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+from pathlib import Path
 
 from .config import METHODS
 
@@ -20,19 +22,38 @@ def add_distill_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
         "OUT_DIR/state.safetensors; writes OUT_DIR/student.safetensors and OUT_DIR/distill.json."
     )
     parser.add_argument("--teacher", default="tiny", help="teacher model: built-in name or model folder")
-    parser.add_argument("--config", required=True, metavar="FILE", help="DistillConfig JSON file")
+    parser.add_argument(
+        "--config",
+        required=True,
+        metavar="FILE",
+        help="DistillConfig JSON file, or a shipped config name (tiny_turbo: the built-in tiny-turbo recipe)",
+    )
     parser.add_argument("--steps", type=int, help="student sampling steps (overrides student_steps)")
     parser.add_argument("--method", choices=METHODS, help="objective (overrides the config's method)")
     parser.add_argument("--out-dir", help="run folder (overrides the config's out_dir)")
     parser.add_argument("--train-steps", type=int, help="optimiser steps (overrides the config's steps)")
+    parser.add_argument(
+        "--export",
+        metavar="DIR",
+        help="after training, write a model folder here (pipeline.json with the student's steps and noise "
+        "levels, CFG 1, dit.safetensors, the teacher's VAE, MODEL_CARD.md); DIR must not exist",
+    )
+    parser.add_argument(
+        "--export-dtype",
+        choices=("float16", "bfloat16", "float32"),
+        default="float16",
+        help="storage dtype of the exported weights (loaded as float32 unless a dtype is asked for)",
+    )
     return parser
 
 
-def run_distill(args: argparse.Namespace) -> int:
-    """Run `vidcore distill` for parsed ``args``; prints the student checkpoint path, returns 0."""
-    from vidcore.pipelines import load_pipeline
+def run_distill(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    """Run `vidcore distill` for parsed ``args``; prints the student checkpoint (or exported folder) path.
+    ``argv`` (default: the process's arguments) is recorded in the exported model card."""
+    from vidcore.pipelines import load_pipeline, resolve_model
 
     from .config import load_distill_config
+    from .export import export_student
     from .loop import distill
 
     overrides = {
@@ -48,8 +69,16 @@ def run_distill(args: argparse.Namespace) -> int:
     if args.steps is not None:
         overrides["student_timesteps"] = []  # the config's list was for its own student_steps
     cfg = load_distill_config(args.config, overrides)
+    if args.export is not None and Path(args.export).exists():  # before hours of training, not after
+        raise FileExistsError(f"--export {args.export!r} already exists (choose a new folder)")
+    _, teacher_folder = resolve_model(args.teacher)
     pipe = load_pipeline(args.teacher)
     path = distill(pipe, cfg, log=lambda m: print(m, file=sys.stderr), teacher_name=str(args.teacher))
+    if args.export is not None:
+        command = shlex.join(["vidcore", "distill", *(argv if argv is not None else sys.argv[1:])])
+        path = export_student(
+            cfg.out_dir, teacher_folder, args.export, command=command, store_dtype=args.export_dtype
+        )
     print(path)
     return 0
 
@@ -57,7 +86,7 @@ def run_distill(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry point: ``python -m vidcore.distill.cli --config FILE ...``."""
     parser = add_distill_arguments(argparse.ArgumentParser(prog="vidcore distill"))
-    return run_distill(parser.parse_args(argv))
+    return run_distill(parser.parse_args(argv), argv)
 
 
 if __name__ == "__main__":

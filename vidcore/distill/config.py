@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigMixin, check_choice, check_positive, check_positive_int
+from ..config import ConfigMixin, check_choice, check_positive, check_positive_int, resolve_shipped_config
 
 METHODS = ("trajectory", "scm")
 JVP_MODES = ("fd", "exact")
@@ -149,12 +149,16 @@ class DistillConfig(ConfigMixin):
         return self.student_timesteps or default_student_timesteps(self.method, self.student_steps)
 
 
-def load_distill_config(path: str | Path, overrides: dict[str, Any] | None = None) -> DistillConfig:
-    """DistillConfig from a JSON file, with ``overrides`` applied on top; unknown keys raise."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"distillation config {str(path)!r} not found")
-    data = json.loads(path.read_text())
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def load_distill_config(path_or_name: str | Path, overrides: dict[str, Any] | None = None) -> DistillConfig:
+    """DistillConfig from a JSON file or shipped config name, ``overrides`` on top; unknown keys raise."""
+    path = resolve_shipped_config(path_or_name, CONFIG_DIR, "distillation config")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"distillation config {str(path)!r} is not valid JSON ({e})") from e
     if not isinstance(data, dict):
         raise ValueError(f"{str(path)!r} must hold a JSON object of DistillConfig keys")
     data.update(overrides or {})

@@ -37,6 +37,8 @@ def _summary(cfg: DistillConfig, run: Run, teacher_name: str) -> dict[str, Any]:
         "loss_first": run.history[0]["loss"] if run.history else None,
         "loss_last50_mean": sum(recent) / len(recent) if recent else None,
         "losses": [round(h["loss"], 6) for h in run.history if "loss" in h],
+        # Wall time of the steps in the history (runs written before step_s was recorded: None).
+        "wall_s": sum(h["step_s"] for h in run.history) if all("step_s" in h for h in run.history) else None,
         "config": cfg.to_dict(),
     }
 
@@ -79,6 +81,7 @@ def distill(
     bar.set_description(f"distill {cfg.method}")
     t0 = time.time()
     while run.step < cfg.steps:
+        started = time.perf_counter()
         rng = random.Random(cfg.seed * 1_000_003 + run.step)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + run.step)
         idx = [rng.randrange(cfg.latent_cache) for _ in range(cfg.batch)]
@@ -91,6 +94,7 @@ def distill(
             velocity_fn(student, emb, mask, pooled), guided, DistillBatch(x0, noise, gen), run.step
         )
         parts["grad_norm"] = run.optimise(loss)
+        parts["step_s"] = time.perf_counter() - started
         run.record(parts)
         bar.update(1)
         bar.set_postfix(loss=f"{parts['loss']:.4g}")

@@ -187,6 +187,8 @@ def load_folder(folder: Path, device: torch.device, dtype: torch.dtype | None, p
     except json.JSONDecodeError as e:
         raise ValueError(f"{str(path)!r} is not valid JSON ({e})") from e
     config = PipelineConfig.from_dict(data)
+    # Weights may be stored in half precision (tiny-turbo); unless a dtype is asked for they run in float32.
+    dtype = dtype if dtype is not None else torch.float32
     dit = SpacetimeDiT.from_checkpoint(folder / "dit.safetensors", device=device, dtype=dtype)
     vae = CausalVAE3D.from_checkpoint(folder / "vae.safetensors", device=device, dtype=dtype)
     return VideoPipeline(dit, vae, load_text_encoder(config.text_encoder, device=device), config)
