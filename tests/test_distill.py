@@ -472,3 +472,14 @@ def test_shipped_distill_config_is_found_by_name():
     assert (cfg.method, cfg.student_steps, cfg.teacher_guidance) == ("trajectory", 4, 7.0)
     with pytest.raises(FileNotFoundError, match="shipped configs: \\[.*'tiny_turbo'"):
         load_distill_config("no_such_recipe")
+
+
+def test_a_teacher_that_is_not_a_vidcore_flow_model_is_refused(tmp_path):
+    from vidcore.distill import distill
+
+    class NotAVideoPipeline:
+        vae = text_encoder = None
+
+    with pytest.raises(TypeError, match="must be a flow-matching vidcore model.*got NotAVideoPipeline"):
+        distill(NotAVideoPipeline(), loop_config(tmp_path / "run", 1, "trajectory"), log=lambda m: None)
+    assert not (tmp_path / "run").exists()

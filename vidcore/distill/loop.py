@@ -55,11 +55,13 @@ def distill(
     Resumes from ``out_dir/state.safetensors`` when present. Each step draws its batch and times from
     generators seeded by ``(seed, step)``, so a resumed run repeats an uninterrupted one.
     """
-    teacher = teacher_pipe.dit
+    teacher = getattr(teacher_pipe, "dit", None)
     if not isinstance(teacher, SpacetimeDiT):
+        got = type(teacher).__name__ if teacher is not None else type(teacher_pipe).__name__
         raise TypeError(
-            f"distill() trains on the built-in family's data path (SpacetimeDiT teacher); got "
-            f"{type(teacher).__name__}. For LTX / Wan use vidcore.distill.objectives with velocity_fn."
+            "the teacher must be a flow-matching vidcore model (a SpacetimeDiT pipeline: the built-in data "
+            f"path of `vidcore distill`); got {got}. For LTX / Wan transformers use "
+            "vidcore.distill.objectives with vidcore.distill.velocity_fn."
         )
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
