@@ -87,10 +87,11 @@ def _rescale_input() -> tuple:
     )
 
 
-def _sigma_list(text: str | None, steps: int, own: tuple[float, ...] | None) -> tuple[float, ...] | None:
-    """The widget's comma-separated noise levels; empty: the model's own list when it has ``steps`` steps."""
+def _sigma_list(text: str | None, own: tuple[float, ...] | None) -> tuple[float, ...] | None:
+    """The widget's comma-separated noise levels; empty: the model's own list for ``steps`` steps (``own``,
+    None when it has none: the schedule widget's)."""
     if text is None or not text.strip():
-        return own if own is not None and len(own) - 1 == steps else None
+        return own
     try:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
@@ -234,7 +235,7 @@ class VidCoreSampler:
             pyramid_stages=model.default_options().pyramid_stages,
             denoise=denoise,
             seed=seed,
-            sigmas=_sigma_list(sigmas, steps, model.default_options().sigmas),
+            sigmas=_sigma_list(sigmas, model.model_sigmas(steps)),
         )
         return run_sampler(model, positive, negative, latent_image, options, image, last_image)
 

@@ -1,7 +1,8 @@
 """Step + guidance distillation for any family: trajectory distillation and sCM/rCM consistency."""
 
+from ..sampling.schedules import rf_to_trig, trig_to_rf
 from .adapters import velocity_fn
-from .config import DistillConfig, default_student_timesteps, load_distill_config, rf_to_trig, trig_to_rf
+from .config import DistillConfig, default_student_timesteps, load_distill_config
 from .loop import distill
 from .objectives import (
     DistillBatch,

@@ -9,24 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigMixin, check_choice, check_positive, check_positive_int, resolve_shipped_config
+from ..sampling.schedules import RCM_MID_T, RCM_SIGMA_MAX, rcm_times, trig_to_rf
 
 METHODS = ("trajectory", "scm")
 JVP_MODES = ("fd", "exact")
 TEACHER_SOLVERS = ("euler", "heun")
-# rCM's sampling times in TrigFlow (NVlabs/rcm rcm/inference/wan2pt1_t2v_rcm_infer.py): the first is
-# atan(sigma_max), then mid_t = [1.5, 1.4, 1.0] "for better visual quality".
-RCM_SIGMA_MAX = 80.0
-RCM_MID_T = (1.5, 1.4, 1.0)
-
-
-def trig_to_rf(s: float) -> float:
-    """TrigFlow time s in [0, pi/2] -> RF time t = sin s / (cos s + sin s) = tan s / (1 + tan s)."""
-    return math.sin(s) / (math.cos(s) + math.sin(s))
-
-
-def rf_to_trig(t: float) -> float:
-    """Rectified-flow time t in [0, 1] -> TrigFlow time s = atan(t / (1 - t))."""
-    return math.atan2(t, 1.0 - t)
 
 
 def default_student_timesteps(method: str, steps: int) -> tuple[float, ...]:
@@ -40,9 +27,10 @@ def default_student_timesteps(method: str, steps: int) -> tuple[float, ...]:
     check_positive_int("student_steps", steps)
     if method == "trajectory":
         return tuple(round(1.0 - k / steps, 6) for k in range(steps))
+    if steps <= len(RCM_MID_T) + 1:
+        return tuple(round(t, 6) for t in rcm_times(steps))
     top = math.atan(RCM_SIGMA_MAX)
-    trig = [top, *RCM_MID_T[: steps - 1]] if steps <= 4 else [top * (1 - k / steps) for k in range(steps)]
-    return tuple(round(trig_to_rf(s), 6) for s in trig)
+    return tuple(round(trig_to_rf(top * (1 - k / steps)), 6) for k in range(steps))
 
 
 @dataclass(frozen=True)

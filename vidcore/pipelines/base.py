@@ -70,6 +70,8 @@ class Pipeline(ABC):
     dit: nn.Module
     vae: Any
     text_encoder: Any
+    # vidcore.distributed.ParallelRun when loaded with load_pipeline(..., parallel=...), else one process.
+    parallel: Any = None
 
     # ---- properties every family shares -------------------------------------------------------------
 
@@ -116,10 +118,15 @@ class Pipeline(ABC):
         names = [f.name for f in dataclasses.fields(SamplingOptions)]
         values = {n: getattr(self.config, n) for n in names if hasattr(self.config, n)}
         # A step-distilled model's own noise levels for its default step count (config ``step_sigmas``).
-        lists = [s for s in getattr(self.config, "step_sigmas", ()) if len(s) - 1 == values.get("steps")]
-        if lists:
-            values["sigmas"] = lists[0]
+        own = self.model_sigmas(values["steps"]) if "steps" in values else None
+        if own is not None:
+            values["sigmas"] = own
         return SamplingOptions(**values)
+
+    def model_sigmas(self, steps: int) -> tuple[float, ...] | None:
+        """A step-distilled model's own noise levels for ``steps`` steps (config ``step_sigmas``) or None."""
+        lists = [s for s in getattr(self.config, "step_sigmas", ()) if len(s) - 1 == steps]
+        return tuple(lists[0]) if lists else None
 
     def latent_shape(
         self, num_frames: int, height: int, width: int, *, pyramid_stages: int = 1, vae: Any = None
@@ -293,6 +300,9 @@ class Pipeline(ABC):
         x = noise.to(self.device, torch.float32)
         shape = tuple(x.shape)
         base = self.denoiser(options, shape, fps, image)
+        if self.parallel is not None:  # every rank runs this job; the forward is split over the ranks
+            job = dict(options=options, noise=x, cond=cond, uncond=uncond, init_latents=init_latents)
+            base = self.parallel.denoiser(base, image=image, **job)
         model = CFGDenoiser(
             base,
             cond.model_kwargs(self.device),
@@ -332,6 +342,11 @@ class Pipeline(ABC):
             x = (1 - s0) * init_latents.to(self.device, torch.float32) + s0 * x
         elif denoise != 1.0:
             raise ValueError("denoise < 1 needs init_latents (the latents of the input video)")
+        elif options.sigmas is not None and float(sigmas[0]) < 1.0:
+            # A list that starts below pure noise (rCM: t0 = sigma_max / (1 + sigma_max)) starts from the
+            # noisy sample at t0 with the data term taken as 0: t0 * noise (TurboDiffusion: noise * t0).
+            x = x * float(sigmas[0])
+            x = x if image is None else image.mix(x)
         solver = SAMPLERS[options.sampler]
         out = solver(
             model, x, sigmas.to(x.device), extra, callback=callback, disable=disable, generator=generator
@@ -387,8 +402,15 @@ class Pipeline(ABC):
             raise TypeError(f"options must be SamplingOptions, got {type(base).__name__}")
         if sigmas is not None and steps is None:
             steps = len(sigmas) - 1
-        if steps is not None and sigmas is None and base.sigmas is not None and steps != len(base.sigmas) - 1:
-            base = base.replace(sigmas=None)  # another step count than the model's list: its flow schedule
+        if steps is not None and sigmas is None and (base.sigmas is None or steps != len(base.sigmas) - 1):
+            # Another step count than the options' list: the model's own list for it (a distilled model may
+            # have one per step count), else the family's flow schedule.
+            own = self.model_sigmas(steps)
+            flow = (schedule or base.schedule) == "flow" and (denoise or base.denoise) == 1.0
+            if own is not None and flow:
+                sigmas = own
+            elif base.sigmas is not None:
+                base = base.replace(sigmas=None)
         opts = base.with_overrides(
             sigmas=sigmas,
             steps=steps,

@@ -9,6 +9,7 @@ vidcore's VAE interface over normalised latents (what the transformer sees; the 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,12 +20,19 @@ import torch
 from torch import Tensor
 
 from ..config import ConfigMixin, check_choice, check_positive, check_positive_int
-from ..models.ltx.loading import LTXLayoutError, detect_ltx_layout, load_ltx, read_shapes
+from ..models.ltx.loading import (
+    LTXDistillation,
+    LTXLayoutError,
+    detect_ltx_layout,
+    load_ltx,
+    read_ltx_distillation,
+    read_shapes,
+)
 from ..models.ltx.transformer import LTXVideoTransformer, pack_latents, unpack_latents
 from ..models.ltx.vae import LTXVideoVAE
 from ..sampling import SAMPLERS
 from ..sampling.flow import Denoiser
-from ..sampling.schedules import dynamic_sigmas
+from ..sampling.schedules import check_sigma_list, dynamic_sigmas
 from ..text.files import has_tokenizer
 from .base import Capabilities, ImageConditioning, LatentVAE, Pipeline, SamplingOptions
 from .registry import Family, Parts
@@ -39,6 +47,7 @@ CAPABILITIES = Capabilities(
     fps_conditioning=True,
 )
 SUFFIXES = (".safetensors", ".sft")
+log = logging.getLogger("vidcore")
 
 
 class PromptEncoder(Protocol):
@@ -62,6 +71,10 @@ class LTXPipelineConfig(ConfigMixin):
     decode_noise_scale: float | None = None
     schedule: str = "flow"  # LTX's own: dynamic shift from the token count + terminal stretch
     sampler: str = "euler"
+    # Step-distilled checkpoints: their own noise-level lists (one per trained step count; ``steps`` picks
+    # one) and whether CFG was distilled in (guidance 1 as trained; more is warned about).
+    step_sigmas: tuple[tuple[float, ...], ...] = ()
+    guidance_distilled: bool = False
 
     def __post_init__(self) -> None:
         for name in ("num_frames", "height", "width", "steps"):
@@ -69,6 +82,95 @@ class LTXPipelineConfig(ConfigMixin):
         check_positive("LTXPipelineConfig.fps", self.fps)
         check_choice("LTXPipelineConfig.schedule", self.schedule, CAPABILITIES.schedules)
         check_choice("LTXPipelineConfig.sampler", self.sampler, CAPABILITIES.samplers)
+        lists = tuple(check_sigma_list(v, "LTXPipelineConfig.step_sigmas entry") for v in self.step_sigmas)
+        object.__setattr__(self, "step_sigmas", lists)
+        if not isinstance(self.guidance_distilled, bool):
+            raise ValueError(
+                f"LTXPipelineConfig.guidance_distilled={self.guidance_distilled!r} must be true or false"
+            )
+
+
+# Lightricks/LTX-Video configs/ltxv-13b-0.9.7-distilled.yaml first_pass.timesteps (0.9.8: the same list): the
+# 0.9.7 / 0.9.8 distilled models' low-resolution pass, run here at the requested size with a last step to 0
+# (the 2x latent-upsampler second pass is not implemented). guidance_scale 1, stochastic_sampling false.
+LTX_DISTILLED_TIMESTEPS = (1.0, 0.9937, 0.9875, 0.9812, 0.975, 0.9094, 0.725)
+# LTX-Video 0.9.6-distilled: "8 (recommended), 4, 2 or 1 diffusion steps", stochastic sampling (release
+# notes; configs/ltxv-2b-0.9.6-distilled.yaml: num_inference_steps 8, sampler from_checkpoint).
+LTX_096_STEPS = (8, 4, 2, 1)
+
+
+def linear_quadratic_sigmas(steps: int, threshold: float = 0.025) -> tuple[float, ...]:
+    """LTX-Video's "LinearQuadratic" schedule (Lightricks/LTX-Video ltx_video/schedulers/rf.py,
+    linear_quadratic_schedule): the first half of the ``steps`` noise levels fall linearly from 1 to
+    1 - threshold, the rest quadratically; then 0. At 8 steps these are the 0.9.7 / 0.9.8 distilled timesteps
+    (1, .99375, .9875, .98125, .975, .909375, .725, .421875: both passes)."""
+    check_positive_int("steps", steps)
+    if steps == 1:
+        return (1.0, 0.0)
+    lin = steps // 2
+    quad = steps - lin
+    gap = lin - threshold * steps
+    a = gap / (lin * quad**2)
+    b = threshold / lin - 2 * gap / quad**2
+    c = a * lin**2
+    drops = [i * threshold / lin for i in range(lin)] + [a * i * i + b * i + c for i in range(lin, steps)]
+    return (*(1.0 - d for d in drops), 0.0)
+
+
+def rounded_timesteps(values: tuple[float, ...]) -> tuple[float, ...]:
+    """Timesteps as the Lightricks pipeline compares them with ``allowed_inference_steps``: float32 values
+    rounded to 4 decimals (ltx_video/pipelines/pipeline_ltx_video.py)."""
+    return tuple(round(v, 4) for v in torch.tensor(values, dtype=torch.float32).tolist())
+
+
+def distilled_config(
+    name: str, distilled: LTXDistillation, layout_version: str | None = None
+) -> LTXPipelineConfig:
+    """The generation defaults of a step-distilled LTX-Video checkpoint: its noise levels, CFG off (distilled
+    in), the deterministic Euler sampler for 0.9.7 / 0.9.8 and the re-noising one for 0.9.6 (its
+    ``stochastic_sampling``; a metadata ``stochastic_sampling`` decides when present)."""
+    version = distilled.version or layout_version  # layout "0.9.7": a 48-block (13B) transformer
+    if version in ("0.9.7", "0.9.8") or (distilled.timesteps is None and version != "0.9.6"):
+        # The single-pass list Lightricks published for its distilled models (also for a distilled file that
+        # names no version and lists no timesteps); a metadata list here is only checked, not used.
+        lists = ((*LTX_DISTILLED_TIMESTEPS, 0.0),)
+        stochastic = False
+    elif distilled.timesteps is not None:
+        # 0.9.6: the list from the checkpoint's metadata for its step count; fewer steps on the
+        # LinearQuadratic lists whose levels the metadata allows (the Lightricks pipeline asserts each
+        # timestep, rounded to 4 decimals, is in allowed_inference_steps).
+        own = (*distilled.timesteps, 0.0)
+        allowed = set(rounded_timesteps(distilled.timesteps))
+        fewer = [linear_quadratic_sigmas(n) for n in LTX_096_STEPS if n < len(own) - 1]
+        lists = (own, *(f for f in fewer if set(rounded_timesteps(f[:-1])) <= allowed))
+        stochastic = True
+    else:
+        # 0.9.6 without a list in its metadata. NOT VERIFIED: that its scheduler config ("sampler:
+        # from_checkpoint") is LinearQuadratic; these lists are LTX-Video's LinearQuadratic schedule at 8, 4,
+        # 2 and 1 steps, whose 8-step levels are the published 0.9.7 / 0.9.8 distilled timesteps.
+        lists = tuple(linear_quadratic_sigmas(n) for n in LTX_096_STEPS)
+        stochastic = True
+    if distilled.stochastic is not None:
+        stochastic = distilled.stochastic
+    config = LTXPipelineConfig(
+        name=name,
+        steps=len(lists[0]) - 1,
+        guidance=1.0,
+        sampler="renoise" if stochastic else "euler",
+        step_sigmas=lists,
+        guidance_distilled=True,
+    )
+    log.info(
+        "vidcore: %s is a step-distilled LTX-Video%s checkpoint (%s): %d steps on its own noise levels "
+        "(lists for %s steps), guidance 1, sampler %r",
+        name,
+        f" {version}" if version else "",
+        distilled.evidence,
+        config.steps,
+        sorted(len(s) - 1 for s in lists),
+        config.sampler,
+    )
+    return config
 
 
 def check_ltx_size(
@@ -315,21 +417,16 @@ class LTXPipeline(Pipeline):
         dtype: torch.dtype | None = None,
     ) -> LTXPipeline:
         """Transformer + VAE from one LTX checkpoint (single file or diffusers folder); T5 separately."""
+        distilled = read_ltx_distillation(path)  # first: a bad metadata list is refused before loading
         models = load_ltx(path, dtype=dtype, device=device)
         if models.transformer is None or models.vae is None:
             raise ValueError(f"{str(path)!r} must hold both the LTX transformer and VAE to build a pipeline")
         name = Path(path).name.removesuffix(".safetensors") or "ltx-video"
-        return cls(models.transformer, models.vae, text_encoder, LTXPipelineConfig(name=name))
-
-    def default_options(self) -> SamplingOptions:
-        c = self.config
-        return SamplingOptions(
-            steps=c.steps,
-            guidance=c.guidance,
-            guidance_rescale=c.guidance_rescale,
-            schedule=c.schedule,
-            sampler=c.sampler,
-        )
+        if distilled is None:
+            config = LTXPipelineConfig(name=name)
+        else:
+            config = distilled_config(name, distilled, models.layout.version)
+        return cls(models.transformer, models.vae, text_encoder, config)
 
     def latent_shape(
         self, num_frames: int, height: int, width: int, *, pyramid_stages: int = 1, vae: Any = None

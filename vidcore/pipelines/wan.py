@@ -24,7 +24,13 @@ from ..config import ConfigMixin, check_choice, check_positive, check_positive_i
 from ..models.wan.transformer import WanTransformer
 from ..sampling import SAMPLERS
 from ..sampling.flow import Denoiser
-from ..sampling.schedules import timesteps_on_grid, wan_flow_sigmas, wan_flow_timesteps
+from ..sampling.schedules import (
+    check_sigma_list,
+    rcm_times,
+    timesteps_on_grid,
+    wan_flow_sigmas,
+    wan_flow_timesteps,
+)
 from .base import Capabilities, ImageConditioning, LatentVAE, Pipeline, SamplingOptions
 
 # Wan-Video/Wan2.1 wan/configs/shared_config.py: the negative prompt every Wan task samples with.
@@ -47,6 +53,22 @@ def default_negative_prompt(variant: str) -> str:
 I2V_KINDS = "Wan I2V-14B, FLF2V-14B, 2.2 I2V-A14B or TI2V-5B (or LTX-Video)"
 TEXT_LEN = 512
 
+# TurboDiffusion's rCM students (thu-ml/TurboDiffusion inference/wan2.1_t2v_infer.py, wan2.2_i2v_infer.py):
+# 1-4 steps from sigma_max 80 (T2V) or 200 (I2V), no CFG, re-noising sampler; the 2.2 I2V-A14B pair switches
+# to its low-noise expert once t < 0.9 (--boundary).
+TURBO_SIGMA_MAX = {"t2v": 80.0, "i2v": 200.0}
+TURBO_STEPS = (1, 2, 3, 4)
+TURBO_BOUNDARY = 0.9
+
+
+def turbo_sigmas(steps: int, sigma_max: float) -> tuple[float, ...]:
+    """rCM's ``steps``-step noise levels (Zheng et al. 2025, arXiv:2510.08431; NVlabs/rcm
+    rcm/inference/wan2pt1_t2v_rcm_infer.py): TrigFlow times [atan(sigma_max), 1.5, 1.4, 1.0][:steps] in RF
+    time t = sin s / (cos s + sin s), then 0."""
+    if isinstance(steps, bool) or steps not in TURBO_STEPS:
+        raise ValueError(f"steps={steps!r}: TurboDiffusion's rCM lists exist for {list(TURBO_STEPS)} steps")
+    return (*rcm_times(steps, sigma_max), 0.0)
+
 
 @dataclass(frozen=True)
 class WanPipelineConfig(ConfigMixin):
@@ -66,8 +88,19 @@ class WanPipelineConfig(ConfigMixin):
     fps: float = 16.0
     boundary_ratio: float | None = None
     negative_prompt: str = WAN_NEGATIVE_PROMPT
+    # Distilled students (TurboWan): their own noise-level lists (one per trained step count; ``steps`` picks
+    # one), whether CFG was distilled in, and whether the network is fed sigma·1000 rounded to bfloat16 (as
+    # TurboDiffusion's inference scripts feed it) on an explicit list.
+    step_sigmas: tuple[tuple[float, ...], ...] = ()
+    guidance_distilled: bool = False
+    bf16_timesteps: bool = False
 
     def __post_init__(self) -> None:
+        lists = tuple(check_sigma_list(v, "WanPipelineConfig.step_sigmas entry") for v in self.step_sigmas)
+        object.__setattr__(self, "step_sigmas", lists)
+        for name in ("guidance_distilled", "bf16_timesteps"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"WanPipelineConfig.{name}={getattr(self, name)!r} must be true or false")
         check_choice("WanPipelineConfig.variant", self.variant, VARIANTS)
         for name in ("num_frames", "height", "width", "steps"):
             check_positive_int(f"WanPipelineConfig.{name}", getattr(self, name))
@@ -269,12 +302,14 @@ class WanPipeline(Pipeline):
                 )
         return shape
 
-    @staticmethod
-    def _grid(options: SamplingOptions) -> tuple[Tensor, Tensor]:
+    def _grid(self, options: SamplingOptions) -> tuple[Tensor, Tensor]:
         """(sigmas, the timesteps the transformer gets at them): diffusers' UniPC grid, or an explicit list
         (few-step students, e.g. TurboWan's rCM times) fed as sigma·1000."""
         if options.sigmas is not None:
             sigmas = torch.tensor(options.sigmas, dtype=torch.float32)
+            if self.config.bf16_timesteps:
+                # TurboDiffusion (inference/wan2.1_t2v_infer.py): (t.float() * 1000) in the bf16 model dtype.
+                return sigmas, (sigmas[:-1] * 1000).to(torch.bfloat16).double()
             return sigmas, sigmas[:-1].double() * 1000
         return wan_flow_sigmas(options.steps, options.shift), wan_flow_timesteps(options.steps, options.shift)
 

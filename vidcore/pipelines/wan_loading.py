@@ -4,18 +4,32 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..models.wan import WanLayoutError, load_wan_transformer, load_wan_vae, read_wan_layout
+from ..models.wan.loading import TURBO_NAME, WanQuantizedError
 from ..models.wan.transformer import WanTransformer
 from ..sampling import SAMPLERS
 from .options import Capabilities
 from .registry import Family, Parts
-from .wan import TEXT_LEN, WanPipeline, WanPipelineConfig, default_negative_prompt
+from .wan import (
+    TEXT_LEN,
+    TURBO_BOUNDARY,
+    TURBO_SIGMA_MAX,
+    TURBO_STEPS,
+    WanPipeline,
+    WanPipelineConfig,
+    default_negative_prompt,
+    turbo_sigmas,
+)
+
+log = logging.getLogger("vidcore")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -153,6 +167,9 @@ def _load_single_file(
     path: Path, device: torch.device, dtype: torch.dtype | None, parts: Parts
 ) -> WanPipeline:
     where = f"{str(path)!r} (a single-file Wan transformer)"
+    layout = read_wan_layout(path)
+    if layout.turbo or TURBO_NAME in path.name.lower():
+        return _load_turbo(path, device, dtype, parts, where)
     transformer = load_wan_transformer(path, dtype=dtype, device=device)
     cfg = transformer.config
     variant = variant_of(transformer, {"expand_timesteps": cfg.out_channels == 48}, False)
@@ -174,6 +191,91 @@ def _load_single_file(
         negative_prompt=default_negative_prompt(variant),
     )
     return WanPipeline(transformer, vae, text, config, None, image)
+
+
+_EXPERT = re.compile(r"(?<![A-Za-z0-9])(high|low)(?![A-Za-z0-9])", re.IGNORECASE)
+
+
+def expert_partner(path: Path) -> Path | None:
+    """The other expert's file of a Wan 2.2 A14B pair named alike (TurboWan2.2-I2V-A14B-high-720P <->
+    ...-low-720P): ``high`` / ``low`` swapped as a separate word of the file name; None when the name has no
+    such word (or several)."""
+    found = list(_EXPERT.finditer(path.name))
+    if len(found) != 1:
+        return None
+    m = found[0]
+    word = m.group(1)
+    other = {"high": "low", "low": "high"}[word.lower()]
+    if word.isupper():
+        other = other.upper()
+    elif word[0].isupper():
+        other = other.capitalize()
+    return path.with_name(path.name[: m.start()] + other + path.name[m.end() :])
+
+
+def _load_turbo(
+    path: Path, device: torch.device, dtype: torch.dtype | None, parts: Parts, where: str
+) -> WanPipeline:
+    """A TurboDiffusion checkpoint (TurboWan2.1 T2V, TurboWan2.2 I2V-A14B experts; converted from .pth):
+    rCM's 1-4-step lists, no CFG, the re-noising sampler, timesteps as TurboDiffusion feeds them. A 2.2
+    I2V-A14B expert file loads its partner (``high`` <-> ``low`` in the name) from the same folder and
+    switches to it once t < 0.9, as thu-ml/TurboDiffusion inference/wan2.2_i2v_infer.py does."""
+    transformer = load_wan_transformer(path, dtype=dtype, device=device)
+    cfg = transformer.config
+    variant = variant_of(transformer, {"expand_timesteps": cfg.out_channels == 48}, False)
+    if variant not in ("t2v", "i2v") or cfg.image_dim is not None:
+        raise ValueError(
+            f"{where} looks like a TurboDiffusion checkpoint but is a Wan {variant} transformer"
+            f"{' with CLIP image tokens' if cfg.image_dim is not None else ''}; TurboDiffusion released "
+            "T2V (TurboWan2.1) and 2.2 I2V-A14B (TurboWan2.2) students only"
+        )
+    transformer_2 = boundary = None
+    if variant == "i2v":  # 2.2 I2V-A14B: two experts
+        partner = expert_partner(path)
+        if partner is not None and partner.is_file():
+            other = load_wan_transformer(partner, dtype=dtype, device=device)
+            if other.config != cfg:
+                raise ValueError(
+                    f"{str(partner)!r} (the other expert of {where}) is a different Wan transformer "
+                    f"({other.config.variant}, dim {other.config.dim}); both experts share one architecture"
+                )
+            high_first = _EXPERT.search(path.name).group(1).lower() == "high"
+            transformer, transformer_2 = (transformer, other) if high_first else (other, transformer)
+            variant, boundary = "i2v_a14b", TURBO_BOUNDARY
+            log.info("vidcore: %s: the Wan 2.2 A14B expert pair with %s", path.name, partner.name)
+        else:
+            log.warning(
+                "vidcore: %s is one expert of a Wan 2.2 I2V-A14B pair but its partner (%s) is not beside it; "
+                "it runs alone for every step (TurboDiffusion switches to the low-noise expert once t < %s)",
+                path.name,
+                partner.name if partner is not None else "a file named with high <-> low swapped",
+                TURBO_BOUNDARY,
+            )
+    vae = _vae(parts.vae, None, device, dtype)
+    text = _text_encoder(parts.text_encoder, None, None, where, device, dtype)
+    sigma_max = TURBO_SIGMA_MAX["i2v" if cfg.cond_channels else "t2v"]
+    steps, shift, frames, height, width, fps = SINGLE_FILE_DEFAULTS["t2v"]
+    if "720p" in path.name.lower():  # TurboWan*-720P files: TurboDiffusion's 720p 16:9 size
+        height, width = 720, 1280
+    config = WanPipelineConfig(
+        name=path.name.removesuffix(path.suffix),
+        variant=variant,
+        steps=max(TURBO_STEPS),
+        guidance=1.0,
+        shift=shift,
+        sampler="renoise",
+        num_frames=frames,
+        height=height,
+        width=width,
+        fps=fps,
+        boundary_ratio=boundary,
+        # unused without CFG; a lone "i2v" expert here is Wan 2.2's, whose negative prompt has no prefix
+        negative_prompt=default_negative_prompt("i2v_a14b" if variant == "i2v" else variant),
+        step_sigmas=tuple(turbo_sigmas(n, sigma_max) for n in TURBO_STEPS),
+        guidance_distilled=True,
+        bf16_timesteps=True,
+    )
+    return WanPipeline(transformer, vae, text, config, transformer_2, None)
 
 
 def is_wan_checkpoint(path: Path) -> bool:
@@ -234,6 +336,13 @@ def explain(path: Path) -> str | None:
             f"{str(path)!r} is a pickle checkpoint, which vidcore never loads: convert it with "
             f"`vidcore convert {path.name} {path.stem}.safetensors` (reads tensors only)"
         )
+    if path.is_file() and path.suffix in (".safetensors", ".sft"):
+        try:
+            read_wan_layout(path)
+        except WanQuantizedError as e:  # a Wan transformer, stored in a form vidcore does not read
+            return str(e)
+        except (WanLayoutError, OSError, ValueError):
+            return None
     return None
 
 

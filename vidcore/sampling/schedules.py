@@ -201,3 +201,29 @@ def check_sigma_list(values: Any, name: str = "sigmas") -> tuple[float, ...]:
     if out[-1] != 0.0:
         raise ValueError(f"{name}={out} must end in 0 (the last step lands on clean data)")
     return tuple(out)
+
+
+# ---- rCM / TrigFlow times (few-step distilled students) ---------------------------------------------------
+
+# rCM's sampling times in TrigFlow (NVlabs/rcm rcm/inference/wan2pt1_t2v_rcm_infer.py): the first is
+# atan(sigma_max), then mid_t = [1.5, 1.4, 1.0] "for better visual quality".
+RCM_SIGMA_MAX = 80.0
+RCM_MID_T = (1.5, 1.4, 1.0)
+
+
+def trig_to_rf(s: float) -> float:
+    """TrigFlow time s in [0, pi/2] -> RF time t = sin s / (cos s + sin s) = tan s / (1 + tan s)."""
+    return math.sin(s) / (math.cos(s) + math.sin(s))
+
+
+def rf_to_trig(t: float) -> float:
+    """Rectified-flow time t in [0, 1] -> TrigFlow time s = atan(t / (1 - t))."""
+    return math.atan2(t, 1.0 - t)
+
+
+def rcm_times(steps: int, sigma_max: float = RCM_SIGMA_MAX) -> tuple[float, ...]:
+    """rCM's RF times for ``steps`` <= 4 steps (Zheng et al. 2025, arXiv:2510.08431): TrigFlow
+    [atan(sigma_max), 1.5, 1.4, 1.0][:steps], first (noisiest) to last; the final step to 0 is implied."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= len(RCM_MID_T) + 1:
+        raise ValueError(f"steps={steps!r}: rCM's lists exist for 1 to {len(RCM_MID_T) + 1} steps")
+    return tuple(trig_to_rf(s) for s in (math.atan(sigma_max), *RCM_MID_T[: steps - 1]))

@@ -289,6 +289,79 @@ def detect_ltx_layout(
     )
 
 
+# ---- step-distilled checkpoints ---------------------------------------------------------------------------
+
+DISTILLED_NAME = "distilled"  # Lightricks' step-distilled releases: ltxv-2b-0.9.6-distilled-04-25, ...
+_VERSION = re.compile(r"(?<![0-9])0\.9\.(\d+)(?![0-9])")
+# Metadata ``config`` entries that list a distilled checkpoint's timesteps (RF noise levels, 1 = noise):
+# Lightricks/LTX-Video ltx_video/inference.py reads ``allowed_inference_steps`` from it and the pipeline
+# asserts every sampled timestep is in it (pipelines/pipeline_ltx_video.py).
+TIMESTEP_KEYS = ("allowed_inference_steps", "timesteps")
+
+
+@dataclass(frozen=True)
+class LTXDistillation:
+    """What marks an LTX-Video checkpoint as step-distilled: a timestep list in its metadata ``config``, or
+    ``distilled`` in the file / folder name. ``version`` is the release its name states ("0.9.6", "0.9.7",
+    "0.9.8"; None when it states none); ``timesteps`` and ``stochastic`` are the metadata's
+    ``allowed_inference_steps`` (or ``timesteps``) and ``stochastic_sampling`` when present."""
+
+    version: str | None
+    timesteps: tuple[float, ...] | None
+    stochastic: bool | None
+    evidence: str  # what marked it, for messages
+
+
+def _timestep_list(value: Any, key: str, source: str) -> tuple[float, ...]:
+    """A metadata timestep list: numbers in [0, 1], strictly decreasing (noise -> data)."""
+    ok = isinstance(value, list) and len(value) > 0
+    ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    if not ok:
+        raise LTXLayoutError(
+            f"{source}: metadata config {key}={value!r} must be a non-empty list of numbers (RF timesteps, "
+            "1 = pure noise)"
+        )
+    out = tuple(float(v) for v in value)
+    if not all(0.0 <= v <= 1.0 for v in out):
+        raise LTXLayoutError(
+            f"{source}: metadata config {key}={list(out)} must lie in [0, 1] (RF timesteps, 1 = pure noise)"
+        )
+    if any(b >= a for a, b in zip(out, out[1:], strict=False)):
+        raise LTXLayoutError(
+            f"{source}: metadata config {key}={list(out)} must be strictly decreasing (noise -> data)"
+        )
+    return out
+
+
+def read_ltx_distillation(path: str | os.PathLike) -> LTXDistillation | None:
+    """Whether an LTX-Video checkpoint (single file or diffusers folder) is step-distilled, and what it says
+    about its sampling (see :class:`LTXDistillation`); None for the others. A metadata timestep list that is
+    not a decreasing list of numbers in [0, 1] raises :class:`LTXLayoutError` naming the file and the value.
+    ``sampler: from_checkpoint`` alone marks nothing: Lightricks' non-distilled configs use it too."""
+    path = Path(path)
+    source = str(path)
+    meta: dict[str, Any] = {}
+    if path.is_file():
+        meta = _metadata_config(read_shapes(path)[1], source)
+        meta = meta if isinstance(meta, dict) else {}
+    timesteps = evidence = None
+    for key in TIMESTEP_KEYS:
+        if meta.get(key) is not None:
+            timesteps, evidence = _timestep_list(meta[key], key, source), f"metadata {key}"
+            break
+    stochastic = meta.get("stochastic_sampling")
+    if stochastic is not None and not isinstance(stochastic, bool):
+        raise LTXLayoutError(
+            f"{source}: metadata config stochastic_sampling={stochastic!r} must be true or false"
+        )
+    if evidence is None and DISTILLED_NAME in path.name.lower():
+        evidence = f"{DISTILLED_NAME!r} in its name"
+    if evidence is None:
+        return None
+    found = _VERSION.search(path.name)
+    return LTXDistillation(found and f"0.9.{found.group(1)}", timesteps, stochastic, evidence)
+
+
 # ---- files -> modules ---------------------------------------------------------------------------------
 
 

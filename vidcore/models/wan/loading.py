@@ -34,6 +34,7 @@ from vidcore.io.checkpoint import (
 )
 from vidcore.io.checkpoint import PICKLE_SUFFIXES as PICKLE_SUFFIXES  # kept importable from here
 from vidcore.io.checkpoint import WEIGHTS_NAME as WEIGHTS_NAME
+from vidcore.io.convert import METADATA_SOURCE
 from vidcore.models.wan.config import DIFFUSERS_CLASS, WanTransformerConfig
 from vidcore.models.wan.keymaps import (
     COMFY_PREFIX,
@@ -48,6 +49,9 @@ from vidcore.models.wan.transformer import WanTransformer, keeps_fp32
 log = logging.getLogger("vidcore")
 
 KIND = "wan_transformer"  # vidcore checkpoint kind (metadata) of a saved WanTransformer
+# TurboDiffusion's released files are named TurboWan2.1-* / TurboWan2.2-* (thu-ml/TurboDiffusion README);
+# `vidcore convert` keeps the source file name in the metadata (METADATA_SOURCE).
+TURBO_NAME = "turbowan"
 ORIGINAL_CLASS = "WanModel"  # _class_name of the config.json in the original Wan-AI repos
 DEFAULT_HEAD_DIM = 128  # every released Wan model: num_heads = dim // 128
 _LIST_LIMIT = 40  # keys named in one error message
@@ -82,6 +86,11 @@ class WanLayoutError(ValueError):
     """A checkpoint is not (or not entirely) a Wan transformer vidcore can read."""
 
 
+class WanQuantizedError(WanLayoutError):
+    """A Wan transformer whose linear weights are stored quantized (TurboDiffusion ``-quant``, ComfyUI
+    ``fp8_scaled``), which vidcore does not read."""
+
+
 @dataclass(frozen=True)
 class WanLayout:
     """What :func:`detect_wan_layout` found in one checkpoint."""
@@ -92,6 +101,14 @@ class WanLayout:
     prefix: str = ""  # stripped from every transformer key ("model.diffusion_model." in ComfyUI files)
     linear_patch: bool = False  # patch_embedding stored as a 2-D Linear weight (TurboDiffusion)
     dropped_keys: tuple[str, ...] = ()  # keys ignored: SLA projections, other components of the file
+    # A TurboDiffusion (rCM step-distilled) checkpoint: its Linear patch embedding, its SLA projections, or
+    # a file that `vidcore convert` made from a TurboWan*.pth (metadata vidcore_converted_from).
+    turbo: bool = False
+
+    @property
+    def sla_keys(self) -> tuple[str, ...]:
+        """The TurboDiffusion sparse-linear-attention projections the file holds (not loaded)."""
+        return tuple(k for k in self.dropped_keys if SLA_INFIX in "." + k)
 
 
 def _short(names: list[str] | set[str]) -> str:
@@ -182,12 +199,21 @@ def detect_wan_layout(
     given: they must agree), else dim // 128 as in every released Wan model.
     """
     keys = list(shapes)
-    quant_ends = (".scale_weight", ".scale_input", ".int8_weight")
-    quant = [k for k in keys if k.endswith(quant_ends) or k == "scaled_fp8"]
-    if quant:
-        raise WanLayoutError(
-            f"{source} holds quantized weights ({_short(quant[:3])}: ComfyUI fp8_scaled or TurboDiffusion "
-            "-quant int8 tiles), which vidcore does not read; use the fp16/bf16/fp32 release of the model"
+    int8 = [k for k in keys if k.endswith(".int8_weight")]
+    if int8:
+        # thu-ml/TurboDiffusion turbodiffusion/ops: every block Linear as int8 [out, in] + a float32 scale per
+        # 128x128 tile, dequantized inside its own CUDA kernels.
+        raise WanQuantizedError(
+            f"{source} is a quantized TurboWan file ({len(int8)} int8 weights with per-tile scales, e.g. "
+            f"{_short(int8[:2])}); quantized TurboWan (-quant) files are not supported: use the non-quant "
+            "file of the same model (e.g. TurboWan2.1-T2V-1.3B-480P.pth, not ...-480P-quant.pth), converted "
+            "with `vidcore convert`"
+        )
+    fp8 = [k for k in keys if k.endswith((".scale_weight", ".scale_input")) or k == "scaled_fp8"]
+    if fp8:
+        raise WanQuantizedError(
+            f"{source} holds quantized weights (ComfyUI fp8_scaled: {_short(fp8[:3])}), which vidcore does "
+            "not read; use the fp16/bf16/fp32 release of the model"
         )
     prefixed = [k for k in keys if k.startswith(COMFY_PREFIX)]
     prefix = COMFY_PREFIX if prefixed else ""
@@ -306,7 +332,10 @@ def detect_wan_layout(
         cfg = WanTransformerConfig(**fields)
     except (TypeError, ValueError) as e:
         raise WanLayoutError(f"{source}: cannot build a Wan transformer config from it ({e})") from e
-    return WanLayout(kind, cfg.variant, cfg, prefix, linear_patch, tuple(dropped))
+    converted = (metadata or {}).get(METADATA_SOURCE, "")
+    sla = any(SLA_INFIX in "." + k for k in dropped)
+    turbo = linear_patch or sla or converted.lower().startswith(TURBO_NAME)
+    return WanLayout(kind, cfg.variant, cfg, prefix, linear_patch, tuple(dropped), turbo)
 
 
 # ---- files -> module --------------------------------------------------------------------------------------
@@ -429,11 +458,12 @@ def load_wan_transformer(
     path = Path(path)
     files, layout, shapes = _read(path, num_attention_heads)
     if layout.dropped_keys:
-        sla = [k for k in layout.dropped_keys if SLA_INFIX in "." + k]
+        sla = layout.sla_keys
         if sla:
             log.warning(
-                "%s: dropping %d TurboDiffusion sparse-linear-attention projections (e.g. %s); vidcore runs "
-                "dense attention, so the SLA fine-tune's linear branch is not used",
+                "%s: not loading %d TurboDiffusion sparse-linear-attention keys (proj_l of the SLA linear "
+                "branch, e.g. %s); the model runs with dense attention, so the SLA fine-tune's linear branch "
+                "is not used",
                 path,
                 len(sla),
                 sla[0],
