@@ -188,7 +188,7 @@ def test_shipped_configs_load_and_bad_configs_fail():
     vae = load_train_config("tiny_vae")
     dit = load_train_config("tiny_dit")
     assert vae.kind == "vae" and dit.kind == "dit" and dit.threads == 1
-    with pytest.raises(FileNotFoundError, match="shipped configs: \\['tiny_dit', 'tiny_vae'\\]"):
+    with pytest.raises(FileNotFoundError, match="shipped configs: \\['tiny_dit', 'tiny_unet', 'tiny_vae'\\]"):
         load_train_config("nope")
     with pytest.raises(ValueError, match="a DiT run needs `vae`"):
         TrainConfig.from_dict({"kind": "dit", "out_dir": "x", "steps": 1, "batch_size": 1})

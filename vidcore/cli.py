@@ -197,16 +197,19 @@ def _run_generate(args: argparse.Namespace) -> int:
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
-        help="train the VAE or the DiT on procedural shape videos (resumable)",
-        description="Train a model from a JSON config (a path, or a shipped name: tiny_vae, tiny_dit). "
+        help="train the VAE, the DiT or the 3D U-Net on procedural shape videos (resumable)",
+        description="Train a model from a JSON config (a path, or a shipped name: tiny_vae, tiny_dit, "
+        "tiny_unet); the config's `kind` must be the model named here. "
         "Re-running the same command resumes from <out_dir>/state.safetensors.",
     )
-    p.add_argument("what", choices=("vae", "dit"))
+    p.add_argument("what", choices=("vae", "dit", "unet"), help="vae, dit (SpacetimeDiT) or unet (UNet3D)")
     p.add_argument("--config", required=True, help="config file or shipped config name")
     p.add_argument("--steps", type=int, default=None, help="override the total number of steps")
     p.add_argument("--out-dir", default=None, help="override the run folder")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
-    p.add_argument("--processes", type=int, default=None, help="data-parallel worker processes (DiT only)")
+    p.add_argument(
+        "--processes", type=int, default=None, help="data-parallel worker processes (dit / unet only)"
+    )
     p.add_argument(
         "--init-from", default=None, help="start from these weights when the run folder has no training state"
     )
@@ -214,7 +217,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from .train.trainer import load_train_config, train_dit, train_vae
+    from .train.trainer import load_train_config, train_dit, train_unet, train_vae
 
     pairs = {
         "steps": args.steps,
@@ -226,8 +229,12 @@ def _run_train(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in pairs.items() if v is not None}
     cfg = load_train_config(args.config, overrides)
     if cfg.kind != args.what:
-        raise SystemExit(f"vidcore train {args.what}: config {args.config!r} is a {cfg.kind!r} config")
-    path = (train_vae if cfg.kind == "vae" else train_dit)(cfg, log=lambda m: print(m, file=sys.stderr))
+        raise ValueError(
+            f"--config {args.config!r} is a kind={cfg.kind!r} config; `vidcore train {args.what}` expects "
+            f"kind={args.what!r} (or run `vidcore train {cfg.kind}`)"
+        )
+    trainer = {"vae": train_vae, "dit": train_dit, "unet": train_unet}[cfg.kind]
+    path = trainer(cfg, log=lambda m: print(m, file=sys.stderr))
     print(path)
     return 0
 

@@ -5,7 +5,7 @@ family, registered in order.
 new module here (plus its models in ``vidcore.models``) and one :func:`register_family` call.
 """
 
-from . import builtin, ltx, wan_loading
+from . import builtin, ltx, unet, wan_loading
 from .base import (
     Capabilities,
     ImageConditioning,
@@ -31,6 +31,7 @@ from .registry import (
 register_family(builtin.FAMILY)
 register_family(ltx.FAMILY)
 register_family(wan_loading.FAMILY)
+register_family(unet.FAMILY)
 
 __all__ = [
     "Capabilities",

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..config import ConfigMixin, check_choice, check_positive_int
 from ..models.dit import SpacetimeDiT
@@ -76,18 +76,36 @@ class PipelineConfig(ConfigMixin):
 
 
 def builtin_models() -> dict[str, Path]:
-    """Models shipped inside the package: name -> folder under ``vidcore/weights``."""
+    """Models of this family shipped inside the package: name -> folder under ``vidcore/weights``."""
     if not WEIGHTS_DIR.is_dir():
         return {}
-    return {p.name: p for p in sorted(WEIGHTS_DIR.iterdir()) if (p / PIPELINE_FILE).is_file()}
+    return {p.name: p for p in sorted(WEIGHTS_DIR.iterdir()) if is_model_folder(p)}
+
+
+def declared_denoiser(folder: Path) -> str | None:
+    """The ``"denoiser"`` a model folder's ``pipeline.json`` names (another family's network, e.g. "unet3d"),
+    or None: none named (a DiT folder) or the file unreadable (the loader reports it)."""
+    try:
+        data = json.loads((Path(folder) / PIPELINE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return str(data["denoiser"]) if isinstance(data, dict) and "denoiser" in data else None
+
+
+def grid_multiple(denoiser: nn.Module) -> tuple[int, int]:
+    """(latent frames, latent height / width) a denoiser's input must be multiples of: a DiT's patch
+    size, else what the network declares as ``grid_multiple`` (e.g. a U-Net's total downsampling)."""
+    if isinstance(denoiser, SpacetimeDiT):
+        return denoiser.config.patch_t, denoiser.config.patch_s
+    return denoiser.grid_multiple
 
 
 def check_generation_size(
-    vae: CausalVAE3D, dit: SpacetimeDiT, num_frames: int, height: int, width: int, pyramid_levels: int = 1
+    vae: CausalVAE3D, dit: nn.Module, num_frames: int, height: int, width: int, pyramid_levels: int = 1
 ) -> tuple[int, int, int, int]:
     """Latent ``(C, T', H', W')`` of a clip; raises listing valid sizes when the model can't take it."""
     c, t, h, w = vae.latent_shape(num_frames, height, width)
-    p_t, p_s = dit.config.patch_t, dit.config.patch_s
+    p_t, p_s = grid_multiple(dit)
     step = vae.config.spatial_compression * p_s * 2 ** (pyramid_levels - 1)
     for name, value in (("height", height), ("width", width)):
         if value % step:
@@ -195,7 +213,8 @@ def load_folder(folder: Path, device: torch.device, dtype: torch.dtype | None, p
 
 
 def is_model_folder(path: Path) -> bool:
-    return path.is_dir() and (path / PIPELINE_FILE).is_file()
+    # A folder whose pipeline.json names another denoiser belongs to that family (vidcore.pipelines.unet).
+    return path.is_dir() and (path / PIPELINE_FILE).is_file() and declared_denoiser(path) is None
 
 
 def explain(path: Path) -> str | None:

@@ -1,6 +1,6 @@
-"""VAE and DiT training on procedural shape videos: AdamW, EMA, gradient clipping, resumable state,
-a progress bar with the loss and a line of mean losses every ``log_every`` steps.
-``vidcore train {vae,dit} --config FILE``.
+"""VAE and denoiser (DiT or 3D U-Net) training on procedural shape videos: AdamW, EMA, gradient clipping,
+resumable state, a progress bar with the loss and a line of mean losses every ``log_every`` steps.
+``vidcore train {vae,dit,unet} --config FILE``.
 """
 
 from __future__ import annotations
@@ -24,8 +24,11 @@ from torch import Tensor, nn
 
 from ..config import ConfigMixin, check_choice, check_positive
 from ..io.atomic import write_text
-from ..io.checkpoint import save_checkpoint
+from ..io.checkpoint import read_config, save_checkpoint
+from ..models.dit import KIND as DIT_KIND
 from ..models.dit import DiTConfig, SpacetimeDiT
+from ..models.unet3d import KIND as UNET_KIND
+from ..models.unet3d import UNet3D, UNet3DConfig
 from ..models.vae import VAE_KIND, CausalVAE3D, VAEConfig
 from ..sampling.flow import add_noise, velocity_target
 from ..sampling.pyramidal import latent_pyramid
@@ -39,8 +42,33 @@ STATE_FILE = "state.safetensors"
 
 
 @dataclass(frozen=True)
+class DenoiserKind:
+    """What the flow-matching loop needs to know of a denoiser family (TrainConfig ``kind``)."""
+
+    label: str  # in messages
+    config: type  # its config dataclass (built from TrainConfig.model)
+    model: Callable[[Any], nn.Module]  # config -> module
+    weights: str  # the run folder's export of the EMA weights
+    checkpoint_kind: str  # the ``vidcore_kind`` of its checkpoints (checked on ``init_from``)
+    spatial_multiple: Callable[[Any], int]  # config -> latent height/width multiple the model needs
+    rope_scale: bool  # whether the forward takes ``rope_scale`` (positions of low-resolution batches)
+
+
+DENOISERS = {
+    "dit": DenoiserKind(
+        "DiT", DiTConfig, SpacetimeDiT, "dit.safetensors", DIT_KIND, lambda c: c.patch_s, True
+    ),
+    "unet": DenoiserKind(
+        "U-Net", UNet3DConfig, UNet3D, "unet.safetensors", UNET_KIND, lambda c: c.spatial_multiple, False
+    ),
+}
+KINDS = ("vae", *DENOISERS)
+
+
+@dataclass(frozen=True)
 class TrainConfig(ConfigMixin):
-    """One training run. ``model`` is the VAEConfig / DiTConfig dict of the model being trained."""
+    """One training run. ``model`` is the VAEConfig / DiTConfig / UNet3DConfig dict of the model being trained
+    (``kind`` "vae", "dit" or "unet")."""
 
     kind: str
     out_dir: str
@@ -63,21 +91,21 @@ class TrainConfig(ConfigMixin):
     fg_weight: float = 10.0
     edge_weight: float = 1.0
     kl_weight: float = 1e-6
-    # DiT: frozen VAE checkpoint, text encoder, caption dropout (for CFG), low-resolution (pyramid) share.
+    # Denoisers: frozen VAE checkpoint, text encoder, caption dropout (for CFG), low-res (pyramid) share.
     vae: str = ""
     text_encoder: str = "minilm"
     caption_dropout: float = 0.1
     lowres_prob: float = 0.25
     pyramid_levels: int = 3
     latent_cache: int = 4096
-    # DiT loss weight on latent positions the object covers (1 = plain MSE). Most of a shape video's
+    # Denoiser loss weight on latent positions the object covers (1 = plain MSE). Most of a shape video's
     # latent is background, so without it the object's outline barely moves the loss.
     latent_fg_weight: float = 1.0
-    processes: int = 1  # data-parallel worker processes (one torch thread each), DiT only
+    processes: int = 1  # data-parallel worker processes (one torch thread each), denoisers only
     init_from: str = ""  # model checkpoint to start from when out_dir holds no training state yet
 
     def __post_init__(self) -> None:
-        check_choice("TrainConfig.kind", self.kind, ("vae", "dit"))
+        check_choice("TrainConfig.kind", self.kind, KINDS)
         for name in ("steps", "batch_size", "lr", "log_every", "ckpt_every", "threads"):
             check_positive(f"TrainConfig.{name}", getattr(self, name))
         if not 0 <= self.caption_dropout < 1 or not 0 <= self.lowres_prob < 1:
@@ -99,14 +127,17 @@ class TrainConfig(ConfigMixin):
             )
         if self.kind == "vae" and self.processes != 1:
             raise ValueError(
-                "data-parallel processes are implemented for DiT training only (use processes=1)"
+                "data-parallel processes are implemented for denoiser (DiT / U-Net) training only "
+                "(use processes=1)"
             )
-        if self.kind == "dit" and not self.vae:
-            raise ValueError("a DiT run needs `vae`: the path of the trained VAE checkpoint")
+        if self.kind in DENOISERS and not self.vae:
+            raise ValueError(
+                f"a {DENOISERS[self.kind].label} run needs `vae`: the path of the trained VAE checkpoint"
+            )
 
 
 def resolve_config_path(path_or_name: str | Path) -> Path:
-    """A config file path, or the name of a shipped config (``tiny_vae``, ``tiny_dit``)."""
+    """A config file path, or the name of a shipped config (``tiny_vae``, ``tiny_dit``, ``tiny_unet``)."""
     path = Path(path_or_name)
     if path.is_file():
         return path
@@ -233,9 +264,19 @@ class Run:
         log: Callable[[str], None] = print,
         rank: int = 0,
         world: int = 1,
+        kind: str | None = None,
     ) -> None:
+        """``kind``: the checkpoint kind ``init_from`` must hold (None: not checked)."""
         self.cfg, self.model, self.log, self.rank, self.world = cfg, model, log, rank, world
         self.out = Path(cfg.out_dir)
+        state = self.out / STATE_FILE
+        if kind is not None and cfg.init_from and not state.is_file():
+            found, _ = read_config(cfg.init_from)  # before anything is written to the run folder
+            if found != kind:
+                raise ValueError(
+                    f"init_from={cfg.init_from!r} holds a {found!r} model; this {cfg.kind!r} run "
+                    f"starts from a {kind!r} checkpoint"
+                )
         if rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
             write_text(self.out / "config.json", json.dumps(cfg.to_dict(), indent=2), overwrite=True)
@@ -250,7 +291,6 @@ class Run:
         )
         self.step = 0
         self.history: list[dict[str, float]] = []
-        state = self.out / STATE_FILE
         if state.is_file():
             self.step, info = load_training_state(state, model, self.ema, self.opt)
             self.history = info.get("history", [])
@@ -328,11 +368,12 @@ def _bar(total: int, start: int, disable: bool = False):
 
 def train_vae(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     """Train a CausalVAE3D on shape videos; writes ``vae.safetensors`` (EMA weights) in ``out_dir``."""
+    check_kind(cfg, "vae")
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     vcfg = VAEConfig.from_dict(cfg.model)
     model = CausalVAE3D(vcfg).train()
-    run = Run(cfg, model, log)
+    run = Run(cfg, model, log, kind=VAE_KIND)
     data = ShapeVideoDataset(cfg.seed, cfg.num_frames, cfg.height, cfg.width)
     bar = _bar(cfg.steps, run.step)
     t0 = time.time()
@@ -453,14 +494,38 @@ def _all_gather_cat(t: Tensor, world: int) -> Tensor:
     return torch.cat(out)
 
 
+def check_kind(cfg: TrainConfig, expected: str) -> None:
+    """Raise naming both kinds when a config of another kind reaches a trainer."""
+    if cfg.kind != expected:
+        raise ValueError(
+            f"this trainer takes kind={expected!r} configs; the config has kind={cfg.kind!r} "
+            f"(train it with `vidcore train {cfg.kind}`)"
+        )
+
+
 def train_dit(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
-    """Train a SpacetimeDiT with flow matching on frozen-VAE latents; writes ``dit.safetensors`` (EMA).
+    """Train a SpacetimeDiT (``kind="dit"``); see :func:`train_denoiser`. Writes ``dit.safetensors``."""
+    check_kind(cfg, "dit")
+    return train_denoiser(cfg, log)
+
+
+def train_unet(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
+    """Train a UNet3D (``kind="unet"``); see :func:`train_denoiser`. Writes ``unet.safetensors``."""
+    check_kind(cfg, "unet")
+    return train_denoiser(cfg, log)
+
+
+def train_denoiser(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
+    """Train the denoiser ``cfg.kind`` names with flow matching on frozen-VAE latents; writes its EMA
+    weights (``dit.safetensors`` / ``unet.safetensors``) in ``out_dir``.
 
     With ``processes > 1`` the batch is split over that many worker processes (gloo all-reduce of the
     gradients on 127.0.0.1); the result equals a single-process run up to float summation order.
     """
+    if cfg.kind not in DENOISERS:
+        raise ValueError(f"kind={cfg.kind!r} is not a denoiser; denoiser kinds: {list(DENOISERS)}")
     if cfg.processes == 1:
-        return _train_dit_worker(0, cfg, 1, log)
+        return _train_denoiser_worker(0, cfg, 1, log)
     import socket
 
     import torch.multiprocessing as mp
@@ -468,8 +533,8 @@ def train_dit(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    mp.spawn(_dit_worker_entry, args=(cfg, port, os.getpid()), nprocs=cfg.processes, join=True)
-    return Path(cfg.out_dir) / "dit.safetensors"
+    mp.spawn(_denoiser_worker_entry, args=(cfg, port, os.getpid()), nprocs=cfg.processes, join=True)
+    return Path(cfg.out_dir) / DENOISERS[cfg.kind].weights
 
 
 def exit_with_parent(parent: int, poll_s: float = 1.0) -> threading.Thread:
@@ -489,7 +554,7 @@ def exit_with_parent(parent: int, poll_s: float = 1.0) -> threading.Thread:
     return thread
 
 
-def _dit_worker_entry(rank: int, cfg: TrainConfig, port: int, parent: int) -> None:
+def _denoiser_worker_entry(rank: int, cfg: TrainConfig, port: int, parent: int) -> None:
     import torch.distributed as dist
 
     exit_with_parent(parent)
@@ -498,34 +563,40 @@ def _dit_worker_entry(rank: int, cfg: TrainConfig, port: int, parent: int) -> No
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=cfg.processes
     )
     try:
-        _train_dit_worker(
+        _train_denoiser_worker(
             rank, cfg, cfg.processes, lambda m: print(m, file=sys.stderr) if rank == 0 else None
         )
     finally:
         dist.destroy_process_group()
 
 
-def _train_dit_worker(rank: int, cfg: TrainConfig, world: int, log: Callable[[str], None]) -> Path:
+def _train_denoiser_worker(rank: int, cfg: TrainConfig, world: int, log: Callable[[str], None]) -> Path:
     from ..text import load_text_encoder
 
+    spec = DENOISERS[cfg.kind]
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    dcfg = DiTConfig.from_dict(cfg.model)
+    dcfg = spec.config.from_dict(cfg.model)
     vae = CausalVAE3D.from_checkpoint(cfg.vae)
     text = load_text_encoder(cfg.text_encoder)
     if text.dim != dcfg.text_dim:
         raise ValueError(
-            f"text encoder {cfg.text_encoder!r} has width {text.dim}, DiT text_dim={dcfg.text_dim}"
+            f"text encoder {cfg.text_encoder!r} has width {text.dim}, {spec.label} text_dim={dcfg.text_dim}"
         )
-    model = SpacetimeDiT(dcfg).train()
-    run = Run(cfg, model, log, rank, world)
+    if vae.config.latent_channels != dcfg.in_channels:
+        raise ValueError(
+            f"VAE latent_channels={vae.config.latent_channels} does not fit "
+            f"{spec.label} in_channels={dcfg.in_channels}"
+        )
+    model = spec.model(dcfg).train()
+    run = Run(cfg, model, log, rank, world, kind=spec.checkpoint_kind)
     data = ShapeVideoDataset(cfg.seed, cfg.num_frames, cfg.height, cfg.width)
     # The cache window moves every `latent_cache` steps' worth of items so the model sees fresh videos.
     cache: LatentCache | None = None
     bar = _bar(cfg.steps, run.step, disable=rank != 0)
     t0 = time.time()
     _, _, lat_h, lat_w = vae.latent_shape(cfg.num_frames, cfg.height, cfg.width)
-    step_px = dcfg.patch_s
+    step_px = spec.spatial_multiple(dcfg)
     levels = [
         k for k in range(1, cfg.pyramid_levels) if lat_h % (step_px << k) == 0 and lat_w % (step_px << k) == 0
     ]
@@ -571,7 +642,8 @@ def _train_dit_worker(rank: int, cfg: TrainConfig, world: int, log: Callable[[st
             x0, noise, sigma, emb, mask = x0[mine], noise[mine], sigma[mine], emb[mine], mask[mine]
             pooled = None if pooled is None else pooled[mine]
             weight = None if weight is None else weight[mine]
-        pred = model(add_noise(x0, noise, sigma), sigma, emb, mask, pooled, rope_scale=scale)
+        kwargs = {"rope_scale": scale} if spec.rope_scale else {}
+        pred = model(add_noise(x0, noise, sigma), sigma, emb, mask, pooled, **kwargs)
         target = {"velocity": velocity_target(x0, noise), "epsilon": noise, "x0": x0}[dcfg.prediction]
         loss = weighted_mse(pred, target, weight, weight_mean)
         parts = {
@@ -584,9 +656,9 @@ def _train_dit_worker(rank: int, cfg: TrainConfig, world: int, log: Callable[[st
         bar.set_postfix(loss=f"{parts['loss']:.4f}")
         if (run.step % cfg.ckpt_every == 0 or run.step == cfg.steps) and rank == 0:
             run.checkpoint({"wall_s": time.time() - t0})
-            export_ema(run, lambda: SpacetimeDiT(dcfg), "dit.safetensors")
+            export_ema(run, lambda: spec.model(dcfg), spec.weights)
     bar.close()
-    return run.out / "dit.safetensors"
+    return run.out / spec.weights
 
 
 def _mean_over_workers(value: Tensor, world: int) -> float:
