@@ -8,7 +8,17 @@ import torch
 import torch.nn.functional as F
 
 from vidcore.eval import analyse, analyse_batch, eval_prompts, evaluate, evaluate_generator, format_table
-from vidcore.eval.analyser import classify_colour, classify_direction, classify_shape
+from vidcore.eval.analyser import (
+    MIN_OBJECT_AREA,
+    classify_colour,
+    classify_direction,
+    classify_shape,
+    component_areas,
+    count_objects,
+    foreground_mask,
+    label_components,
+    min_object_area,
+)
 from vidcore.eval.run import metrics_by_slot
 from vidcore.train.captions import (
     COLOURS,
@@ -132,12 +142,16 @@ def test_bad_input_raises():
 
 
 def test_eval_prompts_cover_every_combination_with_heldout_language():
-    prompts = eval_prompts()
-    assert prompts == eval_prompts()  # deterministic
-    assert len(prompts) == 120 and len({p.prompt for p in prompts}) == 120
-    assert {(p.colour, p.shape, p.direction) for p in prompts} == set(
-        itertools.product(COLOURS, SHAPES, DIRECTIONS)
-    )
+    everything = eval_prompts()
+    assert everything == eval_prompts()  # deterministic
+    assert len(everything) == 240 and len({p.prompt for p in everything}) == 240
+    assert [p.version for p in everything[:6]] == [1, 2] * 3  # the two versions alternate
+    prompts = [p for p in everything if p.version == 1]  # the original set, prompt for prompt
+    for part in (prompts, [p for p in everything if p.version == 2]):
+        assert len(part) == 120
+        assert {(p.colour, p.shape, p.direction) for p in part} == set(
+            itertools.product(COLOURS, SHAPES, DIRECTIONS)
+        )
     heldout_res = [template_regex(t) for t in HELDOUT_TEMPLATES]
 
     def has(text: str, word: str) -> bool:
@@ -165,7 +179,7 @@ def test_eval_prompts_cover_every_combination_with_heldout_language():
         "unmoving",
     ):
         assert any(has(t, word) for t in texts), word
-    assert len(eval_prompts(per_combination=2)) == 240
+    assert len(eval_prompts(per_combination=2)) == 480
 
 
 def test_evaluate_generator_with_an_oracle():
@@ -185,7 +199,8 @@ def test_evaluate_generator_with_an_oracle():
 
 
 def test_metrics_by_heldout_slot_separate_the_slots():
-    prompts = eval_prompts()[:8]  # slots cycle template, colour, shape, motion
+    # Version-1 slots cycle template, colour, shape, motion; version-2 prompts are left out of this table.
+    prompts = eval_prompts()[:16]
 
     def render_for(p, wrong_colour: bool) -> torch.Tensor:
         colour = ("green" if p.colour != "green" else "red") if wrong_colour else p.colour
@@ -200,3 +215,84 @@ def test_metrics_by_heldout_slot_separate_the_slots():
     assert all(m["count"] == 2.0 for m in by_slot.values())
     assert by_slot["colour"]["colour_acc"] == 0.0 and by_slot["colour"]["direction_acc"] == 1.0
     assert all(by_slot[s]["all_acc"] == 1.0 for s in ("template", "shape", "motion"))
+
+
+def _partition(labels: torch.Tensor) -> set[frozenset[tuple[int, int]]]:
+    """The components of one frame's labels as sets of pixels (independent of the label ids)."""
+    out: dict[int, set[tuple[int, int]]] = {}
+    for y, x in (labels > 0).nonzero().tolist():
+        out.setdefault(int(labels[y, x]), set()).add((y, x))
+    return {frozenset(v) for v in out.values()}
+
+
+def test_components_two_blobs_one_blob_specks_and_diagonals():
+    m = torch.zeros(4, 24, 24, dtype=torch.bool)
+    m[0, 2:8, 2:8] = True  # two 6x6 blobs far apart
+    m[0, 14:20, 12:18] = True
+    m[1, 2:12, 2:12] = True  # one 10x10 blob with a hole: still one component
+    m[1, 5:7, 5:7] = False
+    m[2, 3, 3] = m[2, 10, 10:12] = m[2, 20, 5] = True  # specks of one or two pixels
+    m[3, 2:8, 2:8] = True  # two 6x6 blocks that touch only at one corner (8-connected: one object)
+    m[3, 8:14, 8:14] = True
+    assert count_objects(m, min_area=1).tolist() == [2, 1, 3, 1]
+    assert count_objects(m).tolist() == [2, 1, 0, 1]  # default minimum area ignores the specks
+    assert min_object_area(24, 24) == MIN_OBJECT_AREA * (24 / 64) ** 2
+    labels = label_components(m)
+    assert _partition(labels[0]) == {
+        frozenset((y, x) for y in range(2, 8) for x in range(2, 8)),
+        frozenset((y, x) for y in range(14, 20) for x in range(12, 18)),
+    }
+    assert len(_partition(labels[3])) == 1 and (labels[3] > 0).sum() == 72
+    areas = component_areas(labels)
+    assert sorted(areas[0][areas[0] > 0].tolist()) == [36, 36] and areas[1].max() == 96
+    # A one-pixel diagonal staircase is one 8-connected component but many 4-connected ones.
+    stair = torch.zeros(1, 12, 12, dtype=torch.bool)
+    idx = torch.arange(12)
+    stair[0, idx, idx] = True
+    assert count_objects(stair, min_area=1).tolist() == [1]
+    assert not label_components(torch.zeros(2, 8, 8, dtype=torch.bool)).any()
+    with pytest.raises(ValueError, match=r"bool tensor \[N, H, W\]"):
+        label_components(torch.zeros(8, 8, dtype=torch.bool))
+
+
+def test_components_match_scipy_on_random_masks_and_a_serpentine():
+    ndimage = pytest.importorskip("scipy.ndimage", reason="scipy (a test extra) is the reference labeller")
+    g = torch.Generator().manual_seed(0)
+    masks = torch.rand(12, 32, 32, generator=g) < torch.linspace(0.2, 0.6, 12)[:, None, None]
+    # A serpentine: one component whose labels need many propagation rounds (17) to settle.
+    snake = torch.zeros(32, 32, dtype=torch.bool)
+    snake[0:31:2] = True
+    snake[1:31:4, -1] = snake[3:31:4, 0] = True
+    masks = torch.cat([masks, snake[None], snake.T[None]])
+    labels = label_components(masks)
+    for i in range(len(masks)):
+        ref, _ = ndimage.label(masks[i].numpy(), structure=[[1, 1, 1]] * 3)
+        assert _partition(labels[i]) == _partition(torch.from_numpy(ref)), i
+    assert count_objects(snake[None], min_area=1).tolist() == [1]
+
+
+def test_single_object_rate_on_a_synthetic_video():
+    spec = ShapeVideoSpec("circle", "red", "right", 9.0, 1.5, 16.0, 32.0)
+    frames = to_frames(render([spec]))[0].clone()
+    one = analyse(frames)
+    assert one.objects == (1,) * 17 and one.single_object == 1.0 and one.components == 1.0
+    # A second (smaller) red blob in frames 0-5, a 4x4 blob (16 px, under the minimum) in frames 6-9 and a
+    # 6x6 one (36 px) in frame 10: 2 objects in 7 frames, 1 in the other 10.
+    split = frames.clone()
+    split[:6, 50:57, 45:52] = torch.tensor([0.9, 0.12, 0.12])
+    split[6:10, 52:56, 50:54] = torch.tensor([0.9, 0.12, 0.12])
+    split[10, 50:56, 50:56] = torch.tensor([0.9, 0.12, 0.12])
+    r = analyse(split)
+    assert r.objects == (2,) * 6 + (1,) * 4 + (2,) + (1,) * 6
+    assert r.single_object == pytest.approx(10 / 17) and r.components == pytest.approx(24 / 17)
+    assert (r.colour, r.shape, r.direction) == ("red", "circle", "right")  # read from the largest blob
+    mask = foreground_mask(split[None])[0]
+    assert count_objects(mask).tolist() == list(r.objects)
+    empty = analyse(torch.full((17, 64, 64, 3), 0.05))
+    assert empty.objects == (0,) * 17 and empty.single_object == 0.0 and empty.components == 0.0
+    metrics = evaluate([one, r, empty], [spec.labels] * 3)
+    assert metrics["single_object_rate"] == pytest.approx((1 + 10 / 17) / 3)
+    assert metrics["single_object_videos"] == pytest.approx(1 / 3)
+    assert metrics["objects_per_frame"] == pytest.approx((1 + 24 / 17) / 3)
+    table = format_table(metrics)
+    assert "| single_object_rate | 52.9 % |" in table and "| single_object_videos | 33.3 % |" in table

@@ -156,7 +156,7 @@ def test_cli_generate_writes_file_and_refuses_overwrite(model_dir, tmp_path):
     # Inputs that write_video would refuse are refused before any generation (no model is loaded).
     for extra, message in (
         (["--format", "gif"], "--format gif contradicts the suffix"),
-        (["--fps", "0"], "--fps 0.0 must be a finite number > 0"),
+        (["--fps", "0"], "--fps 0.0 must be a finite number in (0, 1000] for mp4"),
     ):
         early = [*cmd[:6], str(tmp_path / "early.mp4"), "--model", "nope", *extra]
         res = run(early)

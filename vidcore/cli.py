@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 from pathlib import Path
 
@@ -127,6 +126,21 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=FORMATS, default=None, help="container (default: from the suffix)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument(
+        "--lossless",
+        action="store_true",
+        help="frame-exact file: mp4 as RGB H.264 at qp 0 (many players cannot play it), lossless "
+        "webm / webp; not for gif",
+    )
+    p.add_argument(
+        "--parallel",
+        default=None,
+        metavar="SPEC",
+        help="run on several processes launched by torchrun, e.g. `torchrun --nproc-per-node 4 -m "
+        "vidcore.cli generate ... --parallel ulysses=2,ring=2`: keys ulysses (all-to-all, must divide the "
+        "heads), ring, cfg (CFG branches on separate ranks), fsdp (shard the weights), timeout=SECONDS; "
+        "ulysses x ring x cfg must equal the number of processes; rank 0 writes the video",
+    )
     p.set_defaults(func=_run_generate)
 
 
@@ -142,7 +156,7 @@ def _sigma_list(text: str | None) -> list[float] | None:
 def _run_generate(args: argparse.Namespace) -> int:
     from .io.atomic import check_target
     from .io.image import read_image
-    from .io.video import write_video
+    from .io.video import check_fps, write_video
     from .pipelines import load_pipeline
 
     out = Path(args.output)
@@ -155,8 +169,15 @@ def _run_generate(args: argparse.Namespace) -> int:
             f"vidcore generate: --format {args.format} contradicts the suffix of {str(out)!r}; "
             f"use a .{args.format} file name or --format {suffix}"
         )
-    if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
-        raise SystemExit(f"vidcore generate: --fps {args.fps} must be a finite number > 0")
+    if args.lossless and fmt == "gif":
+        raise SystemExit(
+            "vidcore generate: --lossless is not possible for gif (256-colour palette); use mp4, webm or webp"
+        )
+    if args.fps is not None:
+        try:
+            check_fps(args.fps, fmt, "--fps")
+        except ValueError as e:
+            raise SystemExit(f"vidcore generate: {e}") from None
     try:
         check_target(out, args.overwrite, flag="--overwrite")
     except (FileNotFoundError, FileExistsError, ValueError) as e:
@@ -169,7 +190,10 @@ def _run_generate(args: argparse.Namespace) -> int:
         text_encoder=args.text_encoder,
         vae=args.vae,
         image_encoder=args.image_encoder,
+        parallel=args.parallel,
     )
+    run = getattr(pipe, "parallel", None)
+    writer = run is None or run.is_writer
     frames = pipe.generate(
         args.prompt,
         negative_prompt=args.negative,
@@ -186,10 +210,12 @@ def _run_generate(args: argparse.Namespace) -> int:
         fps=args.fps,
         image=image,
         last_image=last,
-        progress=True,
+        progress=writer,
     )
+    if not writer:
+        return 0  # every rank holds the same frames; rank 0 writes them
     fps = args.fps if args.fps is not None else pipe.config.fps
-    path = write_video(out, frames, fps, format=fmt, overwrite=args.overwrite)
+    path = write_video(out, frames, fps, format=fmt, overwrite=args.overwrite, lossless=args.lossless)
     print(path)
     return 0
 
@@ -246,7 +272,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "eval",
         help="measure colour / shape / direction accuracy of a model on held-out prompts",
         description="Generate one video per held-out evaluation prompt and judge it with the deterministic "
-        "frame analyser. Prints a JSON report.",
+        "frame analyser. Prints a JSON report on stdout; progress and a table by held-out kind go to stderr.",
     )
     p.add_argument(
         "what",
@@ -259,7 +285,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--guidance", type=float, default=None)
     p.add_argument("--schedule", choices=tuple(SCHEDULES), default=None)
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N prompts")
+    p.add_argument(
+        "--limit", type=int, default=None, help="evaluate only the first N prompts (every kind appears early)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=_run_eval)
@@ -272,8 +300,10 @@ def _run_eval(args: argparse.Namespace) -> int:
 
         print(json.dumps(probe_text_encoder(load_text_encoder(args.text_encoder)), indent=2))
         return 0
-    from .eval.run import evaluate_model
+    from .eval.run import evaluate_model, format_kind_table
 
+    if args.limit is not None and args.limit < 1:
+        raise SystemExit(f"vidcore eval: --limit {args.limit} must be >= 1")
     report = evaluate_model(
         args.model,
         steps=args.steps,
@@ -282,7 +312,9 @@ def _run_eval(args: argparse.Namespace) -> int:
         limit=args.limit,
         seed=args.seed,
         threads=args.threads,
+        progress=True,
     )
+    print(format_kind_table(report), file=sys.stderr)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -328,15 +360,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class UsageExit(SystemExit):
+    """A usage error already reported on stderr: exit status 2; ``str()`` is the message (for callers in
+    the same process that catch SystemExit)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``vidcore`` command. One message format, ``vidcore COMMAND: error: ...`` on one line, and
+    three exit statuses: 2 for usage errors (bad values, missing or unreadable input files, refused
+    outputs; argparse's own errors too), 1 for failures while working (out of memory or disk, a device
+    error; ``-v`` shows the traceback), 130 for Ctrl-C. Outputs are written atomically, so an interrupted
+    or failed run leaves no partial file."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    prefix = f"vidcore {args.command}: "
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as e:
-        print(f"vidcore {args.command}: error: {e}", file=sys.stderr)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
+        print(f"{prefix}error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{prefix}interrupted (Ctrl-C); nothing was written", file=sys.stderr)
+        return 130
+    except SystemExit as e:
+        if not isinstance(e.code, str) or isinstance(e, UsageExit):
+            raise
+        # An early check that raised SystemExit("vidcore CMD: message"): same format and status as the rest.
+        message = e.code.removeprefix(prefix).removeprefix("error: ")
+        print(f"{prefix}error: {message}", file=sys.stderr)
+        raise UsageExit(e.code) from None
+    except (OSError, RuntimeError, MemoryError) as e:
+        if args.verbose:
+            raise
+        print(f"{prefix}error: {type(e).__name__}: {e} (run with -v for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

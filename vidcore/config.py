@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import os
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,6 +46,41 @@ class ConfigMixin:
 
     def replace(self: C, **changes: Any) -> C:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+def config_from_file(cls: type[C], path: str | os.PathLike, log: logging.Logger | None = None) -> C:
+    """Read a JSON config file (e.g. a model folder's ``pipeline.json``) into ``cls``.
+
+    Every problem names the file: unreadable, not valid JSON (truncated), not a JSON object, unknown keys,
+    invalid values. Keys the file leaves out take the dataclass defaults, and a warning names them, so
+    nothing is defaulted silently.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read {str(path)!r}: {e}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{str(path)!r} is not valid JSON ({e}); it may be truncated: restore it") from None
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{str(path)!r} holds a JSON {type(data).__name__}; expected an object of {cls.__name__} keys"
+        )
+    try:
+        config = cls.from_dict(data)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{str(path)!r}: {e}") from None
+    defaulted = sorted(f.name for f in dataclasses.fields(cls) if f.init and f.name not in data)  # type: ignore[arg-type]
+    if defaulted:
+        (log or logging.getLogger("vidcore")).warning(
+            "%s leaves out %s; using the defaults %s",
+            path,
+            ", ".join(defaulted),
+            {name: getattr(config, name) for name in defaulted},
+        )
+    return config
 
 
 def check_positive(name: str, value: int | float) -> None:

@@ -13,12 +13,12 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..io.atomic import atomic_folder
 from ..io.checkpoint import load_state_dict, read_config
 from ..models.dit import KIND as DIT_KIND
 from ..models.dit import DiTConfig, SpacetimeDiT
@@ -105,17 +105,11 @@ def export_student(
     meta = {"distill": json.dumps({k: v for k, v in summary.items() if k != "losses"})}
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
+    with atomic_folder(dest, flag="a new folder") as tmp:  # the folder appears whole or not at all
         student.save(tmp / "dit.safetensors", extra_metadata=meta)
         shutil.copyfile(teacher / "vae.safetensors", tmp / "vae.safetensors")
         (tmp / PIPELINE_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
         (tmp / CARD_FILE).write_text(_card(config.name, summary, command, store_dtype))
-        os.chmod(tmp, 0o755)
-        os.rename(tmp, dest)  # refuses a destination that appeared meanwhile (non-empty) on POSIX
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dest
 
 

@@ -85,6 +85,8 @@ def to_gray(frames: Tensor, name: str) -> Tensor:
         )
     if not frames.is_floating_point():
         raise TypeError(f"{name} must be a floating tensor in 0..1, got dtype {frames.dtype}")
+    if not bool(torch.isfinite(frames).all()):
+        raise ValueError(f"{name} holds NaN or infinite values; frames must be finite, in 0..1")
     lo, hi = float(frames.min()), float(frames.max())
     if lo < -1e-3 or hi > 1 + 1e-3:
         raise ValueError(f"{name} values must lie in 0..1, got range [{lo:.4g}, {hi:.4g}]")
@@ -207,7 +209,7 @@ def estimate_flow(
         raise ValueError(f"method={method!r} must be one of {list(METHODS)}")
     ga = to_gray(a, "a")
     gb = to_gray(b, "b")
-    if ga.shape != gb.shape:
+    if a.shape != b.shape:  # also channels: a colour frame against a grey one is a caller's mix-up
         raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
         raise ValueError(f"levels={levels!r} must be an integer >= 1")

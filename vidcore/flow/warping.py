@@ -20,6 +20,8 @@ def check_flow(flow: Tensor, name: str = "flow") -> None:
         raise ValueError(f"{name} must have shape [B, 2, H, W], got {tuple(flow.shape)}")
     if not flow.is_floating_point():
         raise TypeError(f"{name} must be a floating tensor, got dtype {flow.dtype}")
+    if not bool(torch.isfinite(flow).all()):
+        raise ValueError(f"{name} holds NaN or infinite values; a flow field must be finite")
 
 
 def pixel_grid(height: int, width: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -39,6 +41,8 @@ def warp_with_mask(b: Tensor, flow: Tensor) -> tuple[Tensor, Tensor]:
     """
     if not isinstance(b, Tensor) or b.ndim != 4:
         raise ValueError(f"b must be a tensor [B, C, H, W], got {getattr(b, 'shape', type(b).__name__)}")
+    if b.is_floating_point() and not bool(torch.isfinite(b).all()):
+        raise ValueError("b holds NaN or infinite values; the frames to warp must be finite")
     check_flow(flow)
     bsz, _, height, width = b.shape
     if flow.shape[0] != bsz or flow.shape[2:] != b.shape[2:]:

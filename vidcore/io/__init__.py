@@ -12,6 +12,8 @@ from typing import Any
 # public name -> submodule that defines it
 _LAZY = {
     "WRITE_FORMATS": "video",
+    "PartialVideoWarning": "video",
+    "check_fps": "video",
     "frames_to_uint8": "video",
     "read_video": "video",
     "unique_path": "video",

@@ -1,15 +1,21 @@
-"""Checkpoints: safetensors with the model config (and kind) in the metadata. Nothing is unpickled."""
+"""Checkpoints: safetensors with the model config (and kind) in the metadata. Nothing is unpickled.
+
+Every safetensors file vidcore reads is opened by :func:`open_safetensors`, the one place that turns an
+empty, truncated, corrupt or huge-header file into a :class:`CheckpointError` naming the file and saying
+what to do (callers such as the I3D cache loader add their own advice with ``remedy``).
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
@@ -23,7 +29,48 @@ PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl")  # refused by name, n
 
 
 class CheckpointError(ValueError):
-    """A checkpoint does not match the model it is loaded into."""
+    """A checkpoint is unreadable (corrupt, truncated, not safetensors) or does not match its model."""
+
+
+DEFAULT_REMEDY = "re-download it or write it again"
+
+
+def _unreadable(path: Path, why: object, remedy: str) -> CheckpointError:
+    return CheckpointError(
+        f"{str(path)!r} is not a readable safetensors file ({why}); it is probably truncated or corrupt: "
+        f"{remedy}"
+    )
+
+
+def check_safetensors_path(path: str | os.PathLike) -> Path:
+    """``path`` as a Path after the existence, regular-file and suffix checks every reader makes."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a regular file")
+    if path.suffix not in (".safetensors", ".sft"):
+        raise ValueError(f"checkpoint {str(path)!r} must be a .safetensors file (nothing is unpickled)")
+    return path
+
+
+@contextmanager
+def open_safetensors(
+    path: str | os.PathLike, device: str | torch.device = "cpu", remedy: str = DEFAULT_REMEDY
+) -> Iterator[Any]:
+    """``safe_open`` a checkpoint; a damaged file (empty, truncated, bad or huge header, data shorter
+    than the header says) raises :class:`CheckpointError` naming it and ending with ``remedy``, also
+    when the damage shows only while tensors are read inside the ``with`` block."""
+    path = check_safetensors_path(path)
+    try:
+        handle = safe_open(str(path), framework="pt", device=str(device))
+    except (SafetensorError, OSError) as e:
+        raise _unreadable(path, e, remedy) from None
+    with handle as f:
+        try:
+            yield f
+        except (SafetensorError, OSError) as e:
+            raise _unreadable(path, e, remedy) from None
 
 
 def write_safetensors(
@@ -58,32 +105,41 @@ def save_checkpoint(
     return write_safetensors(path, tensors, metadata, overwrite)
 
 
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+def read_metadata(path: str | os.PathLike, remedy: str = DEFAULT_REMEDY) -> dict[str, str]:
     """Return a safetensors file's metadata (empty dict when it has none)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    if path.suffix not in (".safetensors", ".sft"):
-        raise ValueError(f"checkpoint {str(path)!r} must be a .safetensors file (nothing is unpickled)")
-    with safe_open(str(path), framework="pt") as f:
+    with open_safetensors(path, remedy=remedy) as f:
         return dict(f.metadata() or {})
 
 
-def read_config(path: str | os.PathLike, expected_kind: str | None = None) -> tuple[str, dict[str, Any]]:
+def read_config(
+    path: str | os.PathLike, expected_kind: str | None = None, remedy: str = DEFAULT_REMEDY
+) -> tuple[str, dict[str, Any]]:
     """Return ``(kind, config dict)`` stored in a vidcore checkpoint."""
-    meta = read_metadata(path)
+    meta = read_metadata(path, remedy)
     if METADATA_CONFIG not in meta:
         raise CheckpointError(f"{str(path)!r} has no {METADATA_CONFIG!r} metadata: not a vidcore checkpoint")
     kind = meta.get(METADATA_KIND, "")
     if expected_kind is not None and kind != expected_kind:
         raise CheckpointError(f"{str(path)!r} holds a {kind!r} model, expected {expected_kind!r}")
-    return kind, json.loads(meta[METADATA_CONFIG])
+    try:
+        config = json.loads(meta[METADATA_CONFIG])
+    except ValueError as e:
+        raise CheckpointError(
+            f"{str(path)!r}: its {METADATA_CONFIG!r} metadata is not valid JSON ({e}); the file is corrupt: "
+            f"{remedy}"
+        ) from None
+    if not isinstance(config, dict):
+        raise CheckpointError(
+            f"{str(path)!r}: its {METADATA_CONFIG!r} metadata is a JSON {type(config).__name__}, expected "
+            f"an object; the file is corrupt: {remedy}"
+        )
+    return kind, config
 
 
 def read_shapes(path: str | os.PathLike) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
     """Tensor shapes and metadata of a safetensors file, read from its header (no tensor data)."""
-    metadata = read_metadata(path)
-    with safe_open(str(path), framework="pt") as f:
+    with open_safetensors(path) as f:
+        metadata = dict(f.metadata() or {})
         shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     return shapes, metadata
 
@@ -105,7 +161,13 @@ def weight_files(
     the folder holds a pickled file)."""
     index = folder / (weights_name + ".index.json")
     if index.is_file():
-        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        try:
+            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise error(
+                f"{str(index)!r} is not a valid shard index (a JSON object whose 'weight_map' maps tensor "
+                f"names to file names): {type(e).__name__}: {e}; re-download it"
+            ) from None
         absent = [n for n in names if not (folder / n).is_file()]
         if absent:
             raise error(f"{str(folder)!r}: shards named in {index.name} are missing: {absent}")
@@ -130,7 +192,7 @@ def stream_state(
     ``dtype`` (None keeps it), then moved to ``device``. Returns ``{name: tensor}`` for ``load_into``."""
     out: dict[str, torch.Tensor] = {}
     for file in files:
-        with safe_open(str(file), framework="pt", device="cpu") as f:
+        with open_safetensors(file) as f:
             for key in f.keys():
                 name = rename(key)
                 if name is None:
@@ -144,11 +206,12 @@ def stream_state(
     return out
 
 
-def load_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """Read every tensor of a safetensors file onto ``device``."""
-    read_metadata(path)  # existence and suffix checks
+def load_state_dict(
+    path: str | os.PathLike, device: str | torch.device = "cpu", remedy: str = DEFAULT_REMEDY
+) -> dict[str, torch.Tensor]:
+    """Read every tensor of a safetensors file onto ``device`` (a damaged file: CheckpointError)."""
     out: dict[str, torch.Tensor] = {}
-    with safe_open(str(path), framework="pt", device=str(device)) as f:
+    with open_safetensors(path, device, remedy) as f:
         for key in f.keys():
             out[key] = f.get_tensor(key)
     return out

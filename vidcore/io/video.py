@@ -2,6 +2,10 @@
 
 Writing supports mp4 (H.264), webm (VP9), gif and animated webp; reading supports whatever FFmpeg
 decodes, plus animated WebP through Pillow (FFmpeg's WebP decoder does not decode animations).
+
+Writes are reproducible: identical frames give byte-identical files (encoders on one thread, whose
+decisions would otherwise depend on the machine's core count; muxers in bitexact mode, so no random
+Matroska UIDs, creation times or library version strings).
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
@@ -30,6 +35,21 @@ _CRF_RANGE = {"mp4": (18, 0, 51), "webm": (24, 0, 63)}
 _WEBP_QUALITY = (90, 0, 100)
 # Frame-delay resolution of formats that store per-frame delays (seconds).
 _DELAY_QUANTUM = {"gif": 0.01, "webp": 0.001}
+# Highest frame rate written: one frame per delay unit for GIF / WebP, and 1000 fps for the video codecs
+# (beyond any display; a larger value is a mistake such as --fps 1e9, not a wish).
+MAX_FPS = {"mp4": 1000.0, "webm": 1000.0, "gif": 100.0, "webp": 1000.0}
+# Encoder threads: x264 and libvpx make thread-count-dependent decisions, so a fixed count keeps files
+# byte-identical from one machine to the next.
+ENCODER_THREADS = 1
+# Muxer and encoder flags that drop everything run- or build-dependent from the file.
+_BITEXACT_FORMAT = {"fflags": "+bitexact"}
+_BITEXACT_CODEC = {"flags": "+bitexact"}
+LOSSLESS_FORMATS = ("mp4", "webm", "webp")
+
+
+class PartialVideoWarning(UserWarning):
+    """A video decoded only in part; ``read_video(..., allow_partial=True)`` returned the frames before the
+    damage."""
 
 
 def frames_to_uint8(frames: Tensor | np.ndarray) -> Tensor:
@@ -123,8 +143,21 @@ def _select(index: int, start: int, stride: int) -> bool:
     return index >= start and (index - start) % stride == 0
 
 
+def _partial(path: Path, kept: list[np.ndarray], index: int, error: Exception, allow_partial: bool) -> None:
+    """Raise for a decode failure after ``index`` frames, or (``allow_partial`` and frames kept) warn."""
+    if not allow_partial or not kept:
+        hint = "" if allow_partial else "; pass allow_partial=True to keep the frames decoded before it"
+        raise ValueError(f"failed decoding {str(path)!r} after {index} frames: {error}{hint}") from error
+    warnings.warn(
+        f"{str(path)!r} is damaged: decoding stopped after {index} frames ({error}); returning the "
+        f"{len(kept)} frames kept before it",
+        PartialVideoWarning,
+        stacklevel=4,
+    )
+
+
 def _read_pyav(
-    path: Path, max_frames: int | None, stride: int, start: int
+    path: Path, max_frames: int | None, stride: int, start: int, allow_partial: bool = False
 ) -> tuple[list[np.ndarray], float, int]:
     try:
         container = av.open(str(path))
@@ -151,17 +184,21 @@ def _read_pyav(
                         break
                 index += 1
         except av.error.FFmpegError as e:
-            raise ValueError(f"failed decoding {str(path)!r} after {index} frames: {e}") from e
+            _partial(path, kept, index, e, allow_partial)
         format_name = container.format.name
     if format_name == "gif":
-        fps = _gif_fps(path) or fps
+        try:
+            fps = _gif_fps(path) or fps
+        except av.error.FFmpegError as e:
+            if not allow_partial:
+                raise ValueError(f"failed reading the frame delays of {str(path)!r}: {e}") from e
     if fps is None:
         raise ValueError(f"{str(path)!r}: the video stream reports no frame rate")
     return kept, fps, index
 
 
 def _read_webp_pillow(
-    path: Path, max_frames: int | None, stride: int, start: int
+    path: Path, max_frames: int | None, stride: int, start: int, allow_partial: bool = False
 ) -> tuple[list[np.ndarray], float, int]:
     try:
         from PIL import Image
@@ -171,7 +208,7 @@ def _read_webp_pillow(
             "pip install pillow"
         ) from e
     kept: list[np.ndarray] = []
-    total_ms = 0
+    total_ms, index = 0, 0
     try:
         with Image.open(path) as image:
             count = getattr(image, "n_frames", 1)
@@ -182,21 +219,34 @@ def _read_webp_pillow(
                 if _select(index, start, stride) and (max_frames is None or len(kept) < max_frames):
                     # Alpha is dropped: frames are RGB by convention.
                     kept.append(np.asarray(image.convert("RGB")))
-    except (OSError, ValueError) as e:
-        raise ValueError(f"cannot read WebP {str(path)!r}: {e}") from e
+    except (OSError, ValueError, EOFError, SyntaxError) as e:
+        if not kept:
+            raise ValueError(f"cannot read WebP {str(path)!r}: {e}") from e
+        _partial(path, kept, index, e, allow_partial)
+        count = index
     fps = _fps_from_delays(count, total_ms / 1000, _DELAY_QUANTUM["webp"])
     # A still WebP has no delay: use FFmpeg's default rate for still images.
     return kept, (fps if fps is not None else 25.0), count
 
 
 def read_video(
-    path: str | os.PathLike, max_frames: int | None = None, stride: int = 1, start: int = 0
+    path: str | os.PathLike,
+    max_frames: int | None = None,
+    stride: int = 1,
+    start: int = 0,
+    allow_partial: bool = False,
 ) -> tuple[Tensor, float]:
     """Decode a video into frames ``[T, H, W, 3]`` float32 in 0..1 and its fps.
 
     Keeps decoded frames ``start, start + stride, ...`` (indices in display order), at most
     ``max_frames`` of them. fps is the stream's average rate (GIF/WebP: from the frame delays).
+    A file that fails to decode part-way raises ValueError naming it; with ``allow_partial=True`` the
+    frames decoded before the damage are returned with a :class:`PartialVideoWarning` (a file with no
+    decodable frame still raises). Damage the decoder conceals (e.g. flipped bits inside a frame) gives
+    frames without an error: no container format vidcore reads carries checksums.
     """
+    if not isinstance(allow_partial, bool):
+        raise TypeError(f"allow_partial={allow_partial!r} must be True or False")
     _check_count("max_frames", max_frames, 1, allow_none=True)
     _check_count("stride", stride, 1, allow_none=False)
     _check_count("start", start, 0, allow_none=False)
@@ -206,12 +256,22 @@ def read_video(
     if not path.is_file():
         raise ValueError(f"video path {str(path)!r} is not a file")
     if _is_webp(path):
-        kept, fps, count = _read_webp_pillow(path, max_frames, stride, start)
+        kept, fps, count = _read_webp_pillow(path, max_frames, stride, start, allow_partial)
     else:
-        kept, fps, count = _read_pyav(path, max_frames, stride, start)
+        kept, fps, count = _read_pyav(path, max_frames, stride, start, allow_partial)
     if not kept:
         raise ValueError(f"{str(path)!r} has {count} frames: none selected with start={start}")
     shapes = {a.shape for a in kept}
+    if len(shapes) > 1 and allow_partial:
+        first = kept[0].shape
+        cut = next(i for i, a in enumerate(kept) if a.shape != first)
+        warnings.warn(
+            f"{str(path)!r}: the frame size changes at kept frame {cut} ({first} -> {kept[cut].shape}); "
+            f"returning the {cut} frames before it",
+            PartialVideoWarning,
+            stacklevel=2,
+        )
+        kept, shapes = kept[:cut], {first}
     if len(shapes) > 1:
         raise ValueError(f"{str(path)!r}: frame size changes within the video ({sorted(shapes)})")
     frames = torch.from_numpy(np.stack(kept)).to(torch.float32).div_(255)
@@ -238,14 +298,23 @@ def _resolve_format(path: Path, format: str | None) -> str:
     return fmt
 
 
-def _to_fraction(fps: float | Fraction) -> Fraction:
+def check_fps(fps: object, fmt: str, name: str = "fps") -> float:
+    """Raise unless ``fps`` is a finite number in ``(0, MAX_FPS[fmt]]``; the message names ``name`` (the
+    CLI passes ``"--fps"``). Returns it as a float."""
     if isinstance(fps, bool) or not isinstance(fps, (int, float, Fraction)):
-        raise TypeError(f"fps must be a number or Fraction, got {type(fps).__name__}")
-    if not math.isfinite(float(fps)) or fps <= 0:
-        raise ValueError(f"fps={fps!r} must be a positive finite number")
+        raise TypeError(f"{name} must be a number or Fraction, got {type(fps).__name__}")
+    top = MAX_FPS[fmt]
+    if not math.isfinite(float(fps)) or not 0 < fps <= top:
+        shown = f"{name} {fps!r}" if name.startswith("-") else f"{name}={fps!r}"
+        raise ValueError(f"{shown} must be a finite number in (0, {top:g}] for {fmt}")
+    return float(fps)
+
+
+def _to_fraction(fps: float | Fraction, fmt: str) -> Fraction:
+    check_fps(fps, fmt)
     rate = Fraction(fps).limit_denominator(FPS_MAX_DENOMINATOR)
     if rate <= 0:
-        raise ValueError(f"fps={fps!r} is too small to represent")
+        raise ValueError(f"fps={fps!r} is too small to represent (at most 1/{FPS_MAX_DENOMINATOR} precision)")
     return rate
 
 
@@ -318,23 +387,45 @@ def _encode_into(
     fmt: str,
     crf: int | None,
     quality: int | None,
+    lossless: bool = False,
 ) -> None:
     t, h, w, _ = images.shape
-    if fmt == "mp4":
+    threads = {"threads": str(ENCODER_THREADS)}
+    pix_fmt = "yuv420p"
+    if fmt == "mp4" and lossless:
+        # x264's RGB variant at qp 0 stores the RGB values themselves: no colour conversion, no loss.
+        stream = container.add_stream("libx264rgb", rate=rate)
+        stream.options = {"qp": "0", **threads, "x264-params": "sync-lookahead=0", **_BITEXACT_CODEC}
+        pix_fmt = "rgb24"
+    elif fmt == "mp4":
         stream = container.add_stream("libx264", rate=rate)
-        stream.options = {"crf": str(crf)}
+        # sync-lookahead=0: no lookahead thread, whose timing otherwise changes frame-type decisions.
+        # mbtree=0: x264's macroblock-tree rate control gave different bytes for identical frames in about
+        # half the runs (measured with x264 core 165: 4 distinct files of 10; with mbtree off, 1 of 40).
+        params = "sync-lookahead=0:mbtree=0"
+        stream.options = {"crf": str(crf), **threads, "x264-params": params, **_BITEXACT_CODEC}
         h, w = h + h % 2, w + w % 2
     elif fmt == "webm":
-        # b=0 selects VP9's constant-quality mode, where crf alone sets the quality.
         stream = container.add_stream("libvpx-vp9", rate=rate)
-        stream.options = {"crf": str(crf), "b": "0", "row-mt": "1"}
+        if lossless:
+            stream.options = {"lossless": "1", **threads, **_BITEXACT_CODEC}
+            pix_fmt = "gbrp"  # planar RGB (VP9 profile 1): exact, unlike a YUV round trip
+        else:
+            # b=0 selects VP9's constant-quality mode, where crf alone sets the quality.
+            stream.options = {"crf": str(crf), "b": "0", **threads, **_BITEXACT_CODEC}
     elif fmt == "gif":
         stream = container.add_stream("gif", rate=rate)
+        stream.options = dict(_BITEXACT_CODEC)
+        pix_fmt = "pal8"
     else:
         stream = container.add_stream(_webp_encoder(), rate=rate)
-        stream.options = {"quality": str(quality)}
+        if lossless:
+            stream.options = {"lossless": "1", **_BITEXACT_CODEC}
+            pix_fmt = "bgra"
+        else:
+            stream.options = {"quality": str(quality), **_BITEXACT_CODEC}
     stream.width, stream.height = w, h
-    stream.pix_fmt = {"gif": "pal8"}.get(fmt, "yuv420p")
+    stream.pix_fmt = pix_fmt
     stream.time_base = 1 / rate
     graph = _GifPalette(w, h, rate) if fmt == "gif" else None
 
@@ -345,7 +436,7 @@ def _encode_into(
 
     written = 0
     for index in range(t):
-        image = _pad_even(images[index]) if fmt == "mp4" else images[index]
+        image = _pad_even(images[index]) if fmt == "mp4" and not lossless else images[index]
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         if graph is None:
             emit(frame, index)
@@ -374,6 +465,7 @@ def write_video(
     crf: int | None = None,
     quality: int | None = None,
     overwrite: bool = False,
+    lossless: bool = False,
 ) -> Path:
     """Write frames ``[T, H, W, 3]`` (float 0..1 or uint8) as mp4, webm, gif or animated webp.
 
@@ -383,18 +475,38 @@ def write_video(
     size. GIF and WebP loop forever and store per-frame delays (1/100 s, 1/1000 s), so rates that
     are not a whole number of those units play slightly uneven. The file is written to a hidden
     temporary name in the same folder and moved into place; nothing is left behind on failure.
+
+    Reproducible: identical frames and settings give byte-identical files, in every format (one encoder
+    thread, bitexact muxing; the same PyAV/FFmpeg build is assumed).
+
+    ``lossless=True`` stores the uint8 frames exactly, so :func:`read_video` returns them bit for bit (at
+    their own size, odd sizes included): mp4 as H.264 RGB at qp 0 (``libx264rgb``, High 4:4:4 Predictive;
+    FFmpeg-based players decode it, browsers and phones mostly do not), webm as lossless VP9 in planar
+    RGB, webp as lossless WebP. GIF is refused (256-colour palettes). ``crf`` / ``quality`` then do not
+    apply. Files are several times larger; for frame-exact archives and tests, not for sharing.
     """
     path = Path(path)
     fmt = _resolve_format(path, format)
+    if not isinstance(lossless, bool):
+        raise TypeError(f"lossless={lossless!r} must be True or False")
+    if lossless:
+        if fmt not in LOSSLESS_FORMATS:
+            raise ValueError(
+                f"lossless=True is not possible for {fmt} (a 256-colour palette); "
+                f"use one of {list(LOSSLESS_FORMATS)}"
+            )
+        for name, value in (("crf", crf), ("quality", quality)):
+            if value is not None:
+                raise ValueError(f"{name}={value!r} does not apply with lossless=True; leave it unset")
     crf = _check_setting("crf", crf, fmt, _CRF_RANGE)
     quality = _check_setting("quality", quality, fmt, {"webp": _WEBP_QUALITY})
-    rate = _to_fraction(fps)
+    rate = _to_fraction(fps, fmt)
     images = frames_to_uint8(frames).numpy()
     if fmt == "webp":
         _webp_encoder()  # fail before creating anything
     # Loop forever, as players expect of animations (the webp muxer defaults to playing once).
-    options = {"loop": "0"} if fmt in ("gif", "webp") else {}
+    options = {"loop": "0", **_BITEXACT_FORMAT} if fmt in ("gif", "webp") else dict(_BITEXACT_FORMAT)
     with atomic_write(path, overwrite) as tmp:
         with av.open(str(tmp), "w", format=_MUXERS[fmt], options=options) as container:
-            _encode_into(container, images, rate, fmt, crf, quality)
+            _encode_into(container, images, rate, fmt, crf, quality, lossless)
     return path

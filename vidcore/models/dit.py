@@ -14,7 +14,15 @@ from torch import Tensor, nn
 
 from ..config import ConfigMixin, check_choice, check_positive
 from ..io.checkpoint import load_into, load_state_dict, read_config, save_checkpoint
-from ..ops.attention import attention, full_attention, spatial_attention, temporal_attention
+from ..ops.attention import (
+    attention,
+    full_attention,
+    sequence_is_sharded,
+    sequence_shard,
+    spatial_attention,
+    temporal_attention,
+    video_self_attention,
+)
 from ..ops.embeddings import TimestepEmbedder, sincos_3d
 from ..ops.modulation import AdaLNZero, modulate
 from ..ops.patchify import check_patchable, patchify, unpatchify
@@ -93,6 +101,9 @@ class SelfAttention(nn.Module):
         t, h, w = grid
         q, k, v = rearrange(self.qkv(x), "b l (three n d) -> three b n l d", three=3, n=self.heads)
         q, k = apply_rope(self.q_norm(q), *rope), apply_rope(self.k_norm(k), *rope)
+        if sequence_is_sharded():  # this rank holds a slice of the tokens (vidcore.distributed)
+            out = video_self_attention(q, k, v, grid, pattern, causal)
+            return self.proj(rearrange(out, "b n l d -> b l (n d)"))
         # The public video-token helpers (the code bench_attention.py times) take [B, T, H, W, heads, d].
         q, k, v = (rearrange(z, "b n (t h w) d -> b t h w n d", t=t, h=h, w=w) for z in (q, k, v))
         if pattern == "full":
@@ -260,6 +271,8 @@ class SpacetimeDiT(nn.Module):
         if cfg.abs_pos_embed:
             hidden = hidden + sincos_3d(t, h, w, cfg.width, device=x.device).to(hidden.dtype)
         rope = rope_3d(t, h, w, split_head_dim(cfg.head_dim), cfg.rope_theta, rope_scale, device=x.device)
+        sp = sequence_shard(t * h * w)  # the whole sequence on one process; this rank's tokens under SP
+        hidden, rope = sp.split(hidden, dim=1), sp.split(rope, dim=0)
         c = self.t_embed(sigma * cfg.timestep_scale)
         if cfg.pooled_text:
             c = c + self.pooled_proj(pooled.to(c.dtype))
@@ -267,7 +280,7 @@ class SpacetimeDiT(nn.Module):
         for block in self.blocks:
             hidden = block(hidden, c, ctx, context_mask, grid, rope)
         shift, scale = self.adaln_out(c)
-        out = self.proj_out(modulate(self.norm_out(hidden), shift, scale))
+        out = sp.gather(self.proj_out(modulate(self.norm_out(hidden), shift, scale)), dim=1)
         out = rearrange(out, "b (t h w) c -> b t h w c", t=t, h=h, w=w)
         return unpatchify(out, cfg.patch_t, cfg.patch_s)
 

@@ -2,6 +2,12 @@
 
 The backend is chosen at call time: explicit ``backend`` argument > ``VIDCORE_ATTENTION`` env var > auto
 (xformers when importable and the inputs are on CUDA, else sdpa). Tensors are ``[B, heads, L, head_dim]``.
+
+Self-attention over a model's token sequence goes through :func:`sequence_attention` (or
+:func:`video_self_attention` for the video patterns), and a model marks where its sequence starts and ends
+with :func:`sequence_shard` (``split`` after patchify, ``gather`` before unpatchify). On one process these
+are the plain calls; inside ``vidcore.distributed.sequence_parallel(...)`` an implementation of
+:class:`SequenceParallel` installed here runs them sharded over processes, so no model forks for it.
 """
 
 from __future__ import annotations
@@ -10,7 +16,10 @@ import importlib
 import logging
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -223,3 +232,119 @@ def temporal_attention(
     seq = [rearrange(x, "b t h w n d -> (b h w) n t d") for x in (q, k, v)]
     out = attention(*seq, causal=causal, backend=backend)
     return rearrange(out, "(b h w) n t d -> b t h w n d", b=b, h=h, w=w)
+
+
+def video_self_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    grid: tuple[int, int, int],
+    pattern: str,
+    causal: bool = False,
+    backend: str | None = None,
+) -> Tensor:
+    """Self-attention of video tokens ``[B, heads, T·H·W, head_dim]`` (t-major) on the token ``grid``
+    (T, H, W) in one of the three patterns ("full", "spatial", "temporal"); under sequence parallelism
+    ``q/k/v`` hold this rank's share of the tokens and ``grid`` is the whole clip's."""
+    if pattern not in ("full", "spatial", "temporal"):
+        raise ValueError(f"pattern={pattern!r} must be 'full', 'spatial' or 'temporal'")
+    impl = _SEQUENCE_PARALLEL.get()
+    if impl is not None:
+        return impl.video_attention(q, k, v, grid, pattern, causal, backend)
+    t, h, w = grid
+    video = [rearrange(z, "b n (t h w) d -> b t h w n d", t=t, h=h, w=w) for z in (q, k, v)]
+    if pattern == "full":
+        out = full_attention(*video, causal=causal, backend=backend)
+    elif pattern == "spatial":
+        out = spatial_attention(*video, backend=backend)
+    else:
+        out = temporal_attention(*video, causal=causal, backend=backend)
+    return rearrange(out, "b t h w n d -> b n (t h w) d")
+
+
+# ---- sequence parallelism hook -----------------------------------------------------------------------
+
+
+class TokenShard(Protocol):
+    """This process's share of a token sequence: ``split`` a full-sequence tensor (or a tuple of them, None
+    passes) along ``dim``; ``gather`` the shares of every process back into the full sequence."""
+
+    def split(self, x: object, dim: int) -> object: ...
+
+    def gather(self, x: Tensor, dim: int) -> Tensor: ...
+
+
+class SequenceParallel(Protocol):
+    """What ``vidcore.distributed`` installs while a model runs sequence-parallel."""
+
+    def shard(self, length: int) -> TokenShard: ...
+
+    def attention(
+        self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool, backend: str | None
+    ) -> Tensor: ...
+
+    def video_attention(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        grid: tuple[int, int, int],
+        pattern: str,
+        causal: bool,
+        backend: str | None,
+    ) -> Tensor: ...
+
+
+class _WholeSequence:
+    """The one-process shard: the whole sequence (both methods return their input object)."""
+
+    def split(self, x: object, dim: int) -> object:
+        return x
+
+    def gather(self, x: Tensor, dim: int) -> Tensor:
+        return x
+
+
+_WHOLE = _WholeSequence()
+_SEQUENCE_PARALLEL: ContextVar[SequenceParallel | None] = ContextVar(
+    "vidcore_sequence_parallel", default=None
+)
+
+
+@contextmanager
+def using_sequence_parallel(impl: SequenceParallel | None) -> Iterator[None]:
+    """Run the enclosed model calls with ``impl`` (None: one process); ``vidcore.distributed`` calls this."""
+    token = _SEQUENCE_PARALLEL.set(impl)
+    try:
+        yield
+    finally:
+        _SEQUENCE_PARALLEL.reset(token)
+
+
+def sequence_is_sharded() -> bool:
+    """Whether model calls run sequence-parallel here (each rank holding a slice of the tokens)."""
+    return _SEQUENCE_PARALLEL.get() is not None
+
+
+def sequence_shard(length: int) -> TokenShard:
+    """The share of a ``length``-token sequence this process holds: the whole of it on one process; under
+    sequence parallelism the tokens padded to a multiple of the group size, one slice per rank."""
+    impl = _SEQUENCE_PARALLEL.get()
+    return _WHOLE if impl is None else impl.shard(length)
+
+
+def sequence_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor | None = None,
+    causal: bool = False,
+    backend: str | None = None,
+) -> Tensor:
+    """Self-attention over the model's token sequence: :func:`attention` on one process; under sequence
+    parallelism ``q/k/v`` are this rank's tokens and ``mask`` (broadcastable to ``[B, 1, L, L]``) is over
+    the whole sequence."""
+    impl = _SEQUENCE_PARALLEL.get()
+    if impl is None:
+        return attention(q, k, v, mask=mask, causal=causal, backend=backend)
+    return impl.attention(q, k, v, mask, causal, backend)

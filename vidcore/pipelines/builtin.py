@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..config import ConfigMixin, check_choice, check_positive_int
+from ..config import ConfigMixin, check_choice, check_positive_int, config_from_file
 from ..models.dit import SpacetimeDiT
 from ..models.vae import CausalVAE3D
 from ..sampling import SAMPLERS, SCHEDULES, as_velocity_denoiser, check_sigma_list
@@ -199,12 +199,7 @@ def load_folder(folder: Path, device: torch.device, dtype: torch.dtype | None, p
     """A vidcore model folder -> :class:`VideoPipeline` (the text encoder is the one its config names)."""
     from ..text import load_text_encoder
 
-    path = Path(folder) / PIPELINE_FILE
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{str(path)!r} is not valid JSON ({e})") from e
-    config = PipelineConfig.from_dict(data)
+    config = config_from_file(PipelineConfig, Path(folder) / PIPELINE_FILE)
     # Weights may be stored in half precision (tiny-turbo); unless a dtype is asked for they run in float32.
     dtype = dtype if dtype is not None else torch.float32
     dit = SpacetimeDiT.from_checkpoint(folder / "dit.safetensors", device=device, dtype=dtype)

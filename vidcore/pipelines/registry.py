@@ -147,6 +147,7 @@ def load_pipeline(
     text_encoder: str | os.PathLike | Any | None = None,
     vae: str | os.PathLike | Any | None = None,
     image_encoder: str | os.PathLike | Any | None = None,
+    parallel: str | Any | None = None,
 ) -> Pipeline:
     """Load a built-in model by name (``"tiny"``) or any checkpoint a registered family detects (a vidcore
     model folder, an LTX-Video single file or diffusers folder, a Wan diffusers folder or single file, ...);
@@ -155,6 +156,9 @@ def load_pipeline(
     ``text_encoder`` / ``vae`` / ``image_encoder``: components given separately (a path or a loaded
     object), for families that take them (LTX-Video: a T5 folder; a Wan single-file transformer: its VAE,
     umT5 folder and, for I2V, CLIP vision); other families bring their own and refuse them by name.
+
+    ``parallel``: run on several processes (launched by torchrun), e.g. ``"ulysses=2,ring=2"`` or a
+    ``vidcore.distributed.ParallelConfig``; every rank calls this and ``generate`` with the same arguments.
     """
     fam, path = resolve_model(name_or_path)
     parts = Parts(text_encoder, vae, image_encoder)
@@ -166,4 +170,9 @@ def load_pipeline(
                 f"{name}={str(value)!r} is only for {' / '.join(takers) or 'no'} checkpoints; "
                 f"{str(name_or_path)!r} is a {fam.capabilities.family} model, which brings its own {name}"
             )
-    return fam.load(path, resolve_device(device), dtype, parts)
+    if parallel is None:
+        return fam.load(path, resolve_device(device), dtype, parts)
+    from ..distributed import init_parallel, parallelize
+
+    mesh = init_parallel(parallel, device)  # refuses a bad world before the weights load
+    return parallelize(fam.load(path, mesh.device, dtype, parts), mesh)

@@ -6,7 +6,6 @@ latent layout. A model folder is ``pipeline.json`` naming ``"denoiser": "unet3d"
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..config import check_choice
+from ..config import check_choice, config_from_file
 from ..models.unet3d import UNet3D
 from ..models.vae import CausalVAE3D
 from ..sampling import as_velocity_denoiser
@@ -83,12 +82,7 @@ def load_folder(folder: Path, device: torch.device, dtype: torch.dtype | None, p
     from ..text import load_text_encoder
 
     folder = Path(folder)
-    path = folder / PIPELINE_FILE
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{str(path)!r} is not valid JSON ({e})") from e
-    config = UNetPipelineConfig.from_dict(data)
+    config = config_from_file(UNetPipelineConfig, folder / PIPELINE_FILE)
     for name in (WEIGHTS_FILE, "vae.safetensors"):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{str(folder)!r} is a 3D U-Net model folder but has no {name}")

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from vidcore.models.ltx.config import LTXTransformerConfig
 from vidcore.models.ltx.layers import TimestepEmbedding, rms_norm_last
-from vidcore.ops.attention import attention
+from vidcore.ops.attention import attention, sequence_attention, sequence_shard
 
 ROPE_BASE = (20.0, 2048.0, 2048.0)  # (frames, height, width) normalisers of the RoPE grid
 ROPE_THETA = 10000.0
@@ -124,7 +124,7 @@ class LTXAttention(nn.Module):
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         q, k, v = (rearrange(t, "b l (h d) -> b h l d", h=self.heads) for t in (q, k, v))
-        out = attention(q, k, v, mask=bias)
+        out = (sequence_attention if context is x else attention)(q, k, v, mask=bias)
         return self.to_out[0](rearrange(out, "b h l d -> b l (h d)"))
 
 
@@ -276,6 +276,8 @@ class LTXVideoTransformer(nn.Module):
         temb = rearrange(temb, "(b s) (six d) -> b s six d", b=b, six=6)
         e = rearrange(e, "(b s) d -> b s d", b=b)
         ctx = self.caption_projection(context)
+        sp = sequence_shard(s)  # the whole sequence on one process; this rank's tokens under SP
+        x, rope, temb, e = (sp.split(z, dim=1) for z in (x, rope, temb, e))
         for block in self.transformer_blocks:
             x = block(x, ctx, temb, rope, bias)
         # The final modulation reads e (before time_embed.linear), not temb, as diffusers transformer_ltx.py
@@ -283,4 +285,4 @@ class LTXVideoTransformer(nn.Module):
         mod = self.scale_shift_table.to(e.dtype)[None, None] + e[:, :, None]
         shift, scale = mod[:, :, 0], mod[:, :, 1]
         x = F.layer_norm(x, (x.shape[-1],), eps=1e-6) * (1 + scale) + shift
-        return self.proj_out(x)
+        return sp.gather(self.proj_out(x), dim=1)

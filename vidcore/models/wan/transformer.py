@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from vidcore.models.wan.config import WanTransformerConfig
 from vidcore.models.wan.layers import ConditionEmbedder, GeluMLP, layer_norm_fp32, wan_rope
-from vidcore.ops.attention import attention
+from vidcore.ops.attention import attention, sequence_attention, sequence_shard
 from vidcore.ops.rope import apply_rope
 
 # Parameters kept in float32 whatever dtype the model is loaded in (diffusers' _keep_in_fp32_modules of
@@ -86,7 +86,7 @@ class WanAttention(nn.Module):
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         # Cross-attention is unmasked in Wan: the zero-padded text rows are attended like the others.
-        out = attention(q, k, v)
+        out = (sequence_attention if ctx is x else attention)(q, k, v)
         if image is not None:
             k_img = self._heads(self.norm_added_k(self.add_k_proj(image)))
             out = out + attention(q, k_img, self._heads(self.add_v_proj(image)))
@@ -303,6 +303,8 @@ class WanTransformer(nn.Module):
             image = self.condition_embedder.image_embedder(clip_fea.to(dtype))
             if not cfg.has_image_kv:
                 ctx, image = torch.cat([image, ctx], dim=1), None  # image tokens simply precede the text
+        sp = sequence_shard(h.shape[1])  # the whole sequence on one process; this rank's tokens under SP
+        h, rope, index = sp.split(h, dim=1), sp.split(rope, dim=0), sp.split(index, dim=1)
         for block in self.blocks:
             h = block(h, ctx, image, e0, index, rope)
 
@@ -311,7 +313,7 @@ class WanTransformer(nn.Module):
         mod[:, 1] += 1
         shift, scale = _per_token(mod[:, 0], index), _per_token(mod[:, 1], index)
         h = torch.addcmul(shift, layer_norm_fp32(h, cfg.eps), scale)
-        h = self.proj_out(h.to(dtype))
+        h = sp.gather(self.proj_out(h.to(dtype)), dim=1)
         f, hh, ww = grid
         out = rearrange(
             h, "b (f h w) (pt ph pw c) -> b c (f pt) (h ph) (w pw)", f=f, h=hh, w=ww, pt=pt, ph=ph, pw=pw
