@@ -23,7 +23,7 @@ from ..ops.attention import (
     temporal_attention,
     video_self_attention,
 )
-from ..ops.embeddings import TimestepEmbedder, sincos_3d
+from ..ops.embeddings import TimestepEmbedder, check_text_inputs, sincos_3d
 from ..ops.modulation import AdaLNZero, modulate
 from ..ops.patchify import check_patchable, patchify, unpatchify
 from ..ops.rope import apply_rope, rope_3d, split_head_dim
@@ -235,21 +235,7 @@ class SpacetimeDiT(nn.Module):
         if x.ndim != 5 or x.shape[1] != cfg.in_channels:
             raise ValueError(f"x must be latents [B, {cfg.in_channels}, T, H, W], got shape {tuple(x.shape)}")
         check_patchable(tuple(x.shape), cfg.patch_t, cfg.patch_s)
-        if context.ndim != 3 or context.shape[-1] != cfg.text_dim or context.shape[0] != x.shape[0]:
-            raise ValueError(
-                f"context must be text embeddings [B={x.shape[0]}, L, {cfg.text_dim}], "
-                f"got {tuple(context.shape)}"
-            )
-        if context_mask is not None and (
-            context_mask.dtype != torch.bool or context_mask.shape != context.shape[:2]
-        ):
-            raise ValueError(
-                f"context_mask must be a bool tensor of shape {tuple(context.shape[:2])}, got "
-                f"{context_mask.dtype} {tuple(context_mask.shape)}"
-            )
-        if cfg.pooled_text and (pooled is None or pooled.shape != (x.shape[0], cfg.text_dim)):
-            got = None if pooled is None else tuple(pooled.shape)
-            raise ValueError(f"this model needs pooled text embeddings [B, {cfg.text_dim}], got {got}")
+        check_text_inputs(x.shape[0], context, context_mask, pooled, cfg.text_dim, cfg.pooled_text)
 
     def forward(
         self,

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ..config import ConfigMixin, check_choice, check_positive
 from ..io.checkpoint import load_into, load_state_dict, read_config, save_checkpoint
 from ..ops.attention import attention, temporal_attention
-from ..ops.embeddings import TimestepEmbedder, frame_position_embedding
+from ..ops.embeddings import TimestepEmbedder, check_text_inputs, frame_position_embedding
 
 KIND = "vidcore.unet3d"
 LAYOUTS = ("full", "factorized")
@@ -353,21 +353,7 @@ class UNet3D(nn.Module):
                 f"latent height x width {x.shape[-2]}x{x.shape[-1]} must be multiples of {m} for this U-Net "
                 f"({cfg.levels - 1} downsampling levels)"
             )
-        if context.ndim != 3 or context.shape[-1] != cfg.text_dim or context.shape[0] != x.shape[0]:
-            raise ValueError(
-                f"context must be text embeddings [B={x.shape[0]}, L, {cfg.text_dim}], "
-                f"got {tuple(context.shape)}"
-            )
-        if context_mask is not None and (
-            context_mask.dtype != torch.bool or context_mask.shape != context.shape[:2]
-        ):
-            raise ValueError(
-                f"context_mask must be a bool tensor of shape {tuple(context.shape[:2])}, got "
-                f"{context_mask.dtype} {tuple(context_mask.shape)}"
-            )
-        if cfg.pooled_text and (pooled is None or pooled.shape != (x.shape[0], cfg.text_dim)):
-            got = None if pooled is None else tuple(pooled.shape)
-            raise ValueError(f"this model needs pooled text embeddings [B, {cfg.text_dim}], got {got}")
+        check_text_inputs(x.shape[0], context, context_mask, pooled, cfg.text_dim, cfg.pooled_text)
 
     def forward(
         self,

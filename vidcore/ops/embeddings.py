@@ -61,3 +61,29 @@ class TimestepEmbedder(nn.Module):
     def forward(self, t: Tensor) -> Tensor:
         emb = sinusoidal_embedding(t, self.freq_dim).to(self.mlp[0].weight.dtype)
         return self.mlp(emb)
+
+
+def check_text_inputs(
+    batch: int,
+    context: Tensor,
+    context_mask: Tensor | None,
+    pooled: Tensor | None,
+    text_dim: int,
+    pooled_text: bool,
+) -> None:
+    """The text conditioning a denoiser takes: token embeddings ``context`` [B, L, text_dim], an optional
+    bool keep-mask [B, L], and pooled embeddings [B, text_dim] when ``pooled_text``; else a ValueError."""
+    if context.ndim != 3 or context.shape[-1] != text_dim or context.shape[0] != batch:
+        raise ValueError(
+            f"context must be text embeddings [B={batch}, L, {text_dim}], got {tuple(context.shape)}"
+        )
+    if context_mask is not None and (
+        context_mask.dtype != torch.bool or context_mask.shape != context.shape[:2]
+    ):
+        raise ValueError(
+            f"context_mask must be a bool tensor of shape {tuple(context.shape[:2])}, got "
+            f"{context_mask.dtype} {tuple(context_mask.shape)}"
+        )
+    if pooled_text and (pooled is None or pooled.shape != (batch, text_dim)):
+        got = None if pooled is None else tuple(pooled.shape)
+        raise ValueError(f"this model needs pooled text embeddings [B, {text_dim}], got {got}")

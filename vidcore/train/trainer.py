@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import ConfigMixin, check_choice, check_positive
+from ..config import ConfigMixin, check_choice, check_positive, resolve_shipped_config
 from ..io.atomic import write_text
 from ..io.checkpoint import read_config, save_checkpoint
 from ..models.dit import KIND as DIT_KIND
@@ -138,14 +138,7 @@ class TrainConfig(ConfigMixin):
 
 def resolve_config_path(path_or_name: str | Path) -> Path:
     """A config file path, or the name of a shipped config (``tiny_vae``, ``tiny_dit``, ``tiny_unet``)."""
-    path = Path(path_or_name)
-    if path.is_file():
-        return path
-    shipped = CONFIG_DIR / f"{path_or_name}.json"
-    if shipped.is_file():
-        return shipped
-    names = sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
-    raise FileNotFoundError(f"training config {str(path_or_name)!r} not found (shipped configs: {names})")
+    return resolve_shipped_config(path_or_name, CONFIG_DIR, "training config")
 
 
 # Keys that older TrainConfigs had and that never changed a run. Run folders written before their removal
