@@ -82,6 +82,16 @@ def distill(
     bar = _bar(cfg.steps, run.step)
     bar.set_description(f"distill {cfg.method}")
     t0 = time.time()
+
+    def publish() -> None:  # the EMA student and the run's summary, under this invocation's config
+        summary = _summary(cfg, run, name)
+        meta = {"distill": json.dumps({k: v for k, v in summary.items() if k != "losses"})}
+        run.ema_model(lambda: SpacetimeDiT(teacher.config)).save(
+            run.out / STUDENT_FILE, overwrite=True, extra_metadata=meta
+        )
+        write_text(run.out / SUMMARY_FILE, json.dumps(summary, indent=2), overwrite=True)
+
+    ran = False
     while run.step < cfg.steps:
         started = time.perf_counter()
         rng = random.Random(cfg.seed * 1_000_003 + run.step)
@@ -100,14 +110,12 @@ def distill(
         run.record(parts)
         bar.update(1)
         bar.set_postfix(loss=f"{parts['loss']:.4g}")
+        ran = True
         if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps:
             run.checkpoint({"wall_s": time.time() - t0})
-            summary = _summary(cfg, run, name)
-            meta = {"distill": json.dumps({k: v for k, v in summary.items() if k != "losses"})}
-            run.ema_model(lambda: SpacetimeDiT(teacher.config)).save(
-                run.out / STUDENT_FILE, overwrite=True, extra_metadata=meta
-            )
-            write_text(run.out / SUMMARY_FILE, json.dumps(summary, indent=2), overwrite=True)
+            publish()
+    if not ran:  # a finished run invoked again (e.g. with --export): nothing to train, same student
+        publish()
     bar.close()
     return run.out / STUDENT_FILE
 
