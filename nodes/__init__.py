@@ -9,6 +9,7 @@ from .sampling import VidCorePyramidalSampler, VidCoreSampler
 from .video_io import VidCoreLoadVideo, VidCoreSaveVideo
 
 _host.register_model_folders()
+_host.install_example_inputs_in_comfyui()  # the example workflows' clip, never replacing a file
 
 _NODES = {
     VidCoreLoadModel: "VidCore Load Model",

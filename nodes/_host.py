@@ -38,6 +38,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 _fallback_folders: dict[str, list[str]] = {}
 _interrupt_hook: Callable[[], None] | None = None
+_preview_hook: Callable[[int, int, Any], None] | None = None
+PREVIEW_MIN_SIZE = 256  # latent-resolution sheets are enlarged (whole factors) to about this many pixels
 
 
 def _folder_paths() -> Any | None:
@@ -160,6 +162,69 @@ def output_dir() -> Path:
     return _special_dir("output")
 
 
+def example_inputs() -> list[Path]:
+    """Files the example workflows load from the input folder, shipped with vidcore (vidcore/data)."""
+    from vidcore.data import EXAMPLE_VIDEO
+
+    return [EXAMPLE_VIDEO]
+
+
+def install_example_inputs(folder: str | os.PathLike | None = None) -> list[Path]:
+    """Copy the shipped example inputs into the input folder (default :func:`input_dir`) so the example
+    workflows run on a fresh install. A file of the same name is never replaced, whatever it holds; each
+    copy is atomic (no partial file). Returns the paths written; problems (a read-only folder) are logged,
+    never raised: the pack must load anyway."""
+    from vidcore.io.atomic import write_bytes
+
+    target = Path(folder) if folder is not None else input_dir()
+    written = []
+    for source in example_inputs():
+        dest = target / source.name
+        if os.path.lexists(dest):
+            continue
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            written.append(write_bytes(dest, source.read_bytes(), overwrite=False))
+        except FileExistsError:  # appeared meanwhile: someone else's file, left alone
+            continue
+        except OSError as e:
+            log.warning("vidcore: could not copy the example %s into %s: %s", source.name, target, e)
+    return written
+
+
+def install_example_inputs_in_comfyui() -> list[Path]:
+    """At start-up inside ComfyUI: :func:`install_example_inputs` into its input folder (nothing outside)."""
+    return install_example_inputs() if _folder_paths() is not None else []
+
+
+def folder_hint(kinds: tuple[str, ...]) -> str:
+    """Where files of ``kinds`` go, for messages: ``models/<kind>/`` plus every folder registered for them."""
+    places = [f"models/{k}/" for k in kinds]
+    fp = _folder_paths()
+    for kind in kinds:
+        if fp is not None:
+            try:
+                places += [str(p) for p in fp.get_folder_paths(kind)]
+            except KeyError:
+                pass
+        else:
+            places += [str(p) for p in _fallback_folders.get(kind, [])]
+    return ", ".join(dict.fromkeys(places))
+
+
+def pick_model(choices: dict, name: str, what: str, put: str, kinds: tuple[str, ...]) -> Any:
+    """``choices[name]``, or an error that says what to put where: ``"{what}='x' was not found: put {put}
+    in models/<kind>/ (...); found: [...]"``."""
+    if name not in choices:
+        raise ValueError(missing_model(choices, name, what, put, kinds))
+    return choices[name]
+
+
+def missing_model(choices: dict, name: str, what: str, put: str, kinds: tuple[str, ...]) -> str:
+    listed = sorted(choices) or ["(nothing)"]
+    return f"{what}={name!r} was not found: put {put} in {folder_hint(kinds)}; found: {listed}"
+
+
 def pick(choices: dict, name: str, what: str, where: str) -> Any:
     """``choices[name]``, or an error naming the value, where it was searched and what is available."""
     if name not in choices:
@@ -225,6 +290,39 @@ def check_interrupted() -> None:
         _interrupt_hook()
 
 
+def set_preview_hook(hook: Callable[[int, int, Any], None] | None) -> None:
+    """Outside ComfyUI: a callable ``hook(value, total, image)`` that receives each sampling preview (a PIL
+    image) instead of ComfyUI's progress bar (tests); None turns previews off again."""
+    global _preview_hook
+    _preview_hook = hook
+
+
+def previews_enabled() -> bool:
+    """Whether sampler previews are wanted: inside ComfyUI unless it runs with --preview-method none (its
+    default, as for core samplers; any other method gets our latent -> RGB projection); outside ComfyUI
+    when a preview hook is set."""
+    try:
+        from comfy.cli_args import LatentPreviewMethod, args  # noqa: PLC0415
+    except ImportError:
+        return _preview_hook is not None
+    return args.preview_method != LatentPreviewMethod.NoPreviews
+
+
+def _preview_payload(frames: torch.Tensor) -> tuple[Any, Any]:
+    """(what ComfyUI's ProgressBar takes as ``preview``: ("JPEG", PIL image, max size) as in Comfy-Org/ComfyUI
+    latent_preview.py, the PIL image) for frames ``[T, H, W, 3]`` in 0..1, shown as a contact sheet."""
+    from vidcore.preview import contact_sheet, to_pil
+
+    image = to_pil(contact_sheet(frames), min_size=PREVIEW_MIN_SIZE)
+    try:
+        from comfy.cli_args import args  # noqa: PLC0415
+
+        max_size = int(args.preview_size)
+    except ImportError:
+        max_size = 512
+    return ("JPEG", image, max_size), image
+
+
 class Progress:
     """ComfyUI progress bar (or tqdm); every tick first checks for interruption, which is what cancels."""
 
@@ -242,23 +340,47 @@ class Progress:
 
             self._tqdm = tqdm(total=self.total, desc=desc, leave=False, disable=None)
 
-    def set(self, value: int, total: int | None = None) -> None:
-        """Move to ``value`` of ``total`` (raises if the run was cancelled)."""
+    def set(self, value: int, total: int | None = None, preview: torch.Tensor | None = None) -> None:
+        """Move to ``value`` of ``total`` (raises if the run was cancelled); ``preview``: frames
+        ``[T, H, W, 3]`` in 0..1 to show on the node (ComfyUI's sampler preview)."""
         check_interrupted()
         if total is not None and int(total) != self.total:
             self.total = max(1, int(total))
             if self._tqdm is not None:
                 self._tqdm.total = self.total
         value = min(int(value), self.total)
+        payload = image = None
+        if preview is not None:
+            payload, image = _preview_payload(preview)
         if self._bar is not None:
-            self._bar.update_absolute(value, self.total)
+            self._bar.update_absolute(value, self.total, payload)
         elif self._tqdm is not None:
             self._tqdm.update(value - self.value)
+        if image is not None and _preview_hook is not None and self._bar is None:
+            _preview_hook(value, self.total, image)
         self.value = value
 
-    def sampler_callback(self) -> Callable[[dict[str, Any]], None]:
-        """A vidcore sampler callback: one tick per step (info["i"] is the 0-based step just done)."""
-        return lambda info: self.set(int(info["i"]) + 1, info.get("total"))
+    def sampler_callback(
+        self, preview: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> Callable[[dict[str, Any]], None]:
+        """A vidcore sampler callback: one tick per step (info["i"] is the 0-based step just done). With
+        ``preview`` (latents -> frames ``[T, H, W, 3]`` in 0..1, e.g. a pipeline's ``latent_preview``) and
+        previews enabled (:func:`previews_enabled`), each step also shows the x0 prediction; a preview that
+        fails is logged once and turned off, never failing the run."""
+        state = {"preview": preview if preview is not None and previews_enabled() else None}
+
+        def callback(info: dict[str, Any]) -> None:
+            frames = None
+            project = state["preview"]
+            if project is not None and info.get("denoised") is not None:
+                try:
+                    frames = project(info["denoised"])
+                except Exception as e:  # noqa: BLE001 - a preview must never stop sampling
+                    log.warning("vidcore: sampling previews turned off: %s", e)
+                    state["preview"] = None
+            self.set(int(info["i"]) + 1, info.get("total"), frames)
+
+        return callback
 
     def chunk_callback(self) -> Callable[[int, int], None]:
         """A vidcore VAE callback ``(done, total)``: one tick per chunk."""

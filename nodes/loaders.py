@@ -117,6 +117,61 @@ def captioner_choices() -> dict[str, Path]:
     return _host.list_model_dirs((_host.LLM_FOLDER,), "config.json", MODEL_TYPES)
 
 
+CAPTIONER_HINT = (
+    "a SmolVLM2 folder (e.g. SmolVLM2-256M-Video-Instruct from HuggingFaceTB/SmolVLM2-256M-Video-Instruct: "
+    "config.json, model.safetensors, tokenizer and processor files)"
+)
+TEXT_ENCODER_HINT = (
+    "a T5-v1.1-XXL / umT5-XXL transformers folder (config.json, *.safetensors, tokenizer files)"
+)
+
+
+def missing_model_message(name: str, found: dict) -> str:
+    """What to put where for a model name that is not there, for every registered family."""
+    from vidcore.pipelines import families
+
+    where = "; ".join(
+        f"{f.capabilities.family}: {f.describe}, in {_host.folder_hint(f.folders)}" for f in families()
+    )
+    return (
+        f"model_name={name!r} was not found. Put the model where its family looks ({where}); found: "
+        + str(sorted(found) or ["(nothing)"])
+    )
+
+
+def _check_model_inputs(model_name, text_encoder_name, vae_name, clip_vision_name) -> dict:
+    """The paths of the Load Model inputs, or ValueError saying which folder to put what in."""
+    found = model_choices()
+    if model_name not in found:
+        raise ValueError(missing_model_message(model_name, found))
+    parts = {"path": found[model_name], "text_encoder": None, "vae": None, "image_encoder": None}
+    if text_encoder_name not in (None, AUTO_TEXT_ENCODER):
+        parts["text_encoder"] = _host.pick_model(
+            model_text_encoder_choices(),
+            text_encoder_name,
+            "text_encoder_name",
+            TEXT_ENCODER_HINT,
+            ("text_encoders",),
+        )
+    if vae_name not in (None, AUTO_TEXT_ENCODER):
+        parts["vae"] = _host.pick_model(
+            part_choices("vae"),
+            vae_name,
+            "vae_name",
+            "the Wan VAE file (e.g. wan_2.1_vae.safetensors)",
+            ("vae",),
+        )
+    if clip_vision_name not in (None, AUTO_TEXT_ENCODER):
+        parts["image_encoder"] = _host.pick_model(
+            part_choices("image_encoder"),
+            clip_vision_name,
+            "clip_vision_name",
+            "the CLIP vision encoder of Wan I2V (e.g. clip_vision_h.safetensors)",
+            ("clip_vision",),
+        )
+    return parts
+
+
 def _device_dtype(precision: str):
     device = _host.torch_device()
     return device, _host.resolve_precision(precision, device)
@@ -185,6 +240,15 @@ class VidCoreLoadModel:
             },
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, model_name, text_encoder_name=None, vae_name=None, clip_vision_name=None):
+        # Replaces ComfyUI's "value not in list" for these combos with what to put in which folder.
+        try:
+            _check_model_inputs(model_name, text_encoder_name, vae_name, clip_vision_name)
+        except ValueError as e:
+            return str(e)
+        return True
+
     def load(
         self,
         model_name: str,
@@ -195,33 +259,15 @@ class VidCoreLoadModel:
     ):
         from vidcore.pipelines import load_pipeline
 
-        path = _host.pick(model_choices(), model_name, "model_name", _model_folders_text())
-        text = vae = clip = None
-        if text_encoder_name not in (None, AUTO_TEXT_ENCODER):
-            text = _host.pick(
-                model_text_encoder_choices(), text_encoder_name, "text_encoder_name", "models/text_encoders"
-            )
-        if vae_name not in (None, AUTO_TEXT_ENCODER):
-            vae = _host.pick(part_choices("vae"), vae_name, "vae_name", "models/vae")
-        if clip_vision_name not in (None, AUTO_TEXT_ENCODER):
-            clip = _host.pick(
-                part_choices("image_encoder"), clip_vision_name, "clip_vision_name", "models/clip_vision"
-            )
+        parts = _check_model_inputs(model_name, text_encoder_name, vae_name, clip_vision_name)
+        path = parts.pop("path")
         device, dtype = _device_dtype(precision)
-        parts = dict(text_encoder=text, vae=vae, image_encoder=clip)
         kind = "pipeline" + "".join(f":{k}={v}" for k, v in parts.items() if v is not None)
         pipe = _host.MODELS.get(
             kind, path, device, dtype, lambda: load_pipeline(path, _host.weights_device(), dtype, **parts)
         )
         # vae: the VAE over the latents this model samples (LTX-Video: normalised latents).
         return (pipe, pipe.vae, pipe.text_encoder)
-
-
-def _model_folders_text() -> str:
-    from vidcore.pipelines import families
-
-    kinds = dict.fromkeys(f"models/{k}" for f in families() for k in f.folders)
-    return ", ".join(kinds) + " or built-ins"
 
 
 class VidCoreLoadVAE:
@@ -316,10 +362,19 @@ class VidCoreLoadCaptioner:
             }
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, model_name):
+        # Replaces ComfyUI's "value not in list" with what to put in which folder.
+        if model_name not in captioner_choices():
+            return _host.missing_model(
+                captioner_choices(), model_name, "model_name", CAPTIONER_HINT, ("LLM",)
+            )
+        return True
+
     def load(self, model_name: str, precision: str):
         from vidcore.caption import load_captioner
 
-        path = _host.pick(captioner_choices(), model_name, "model_name", "models/LLM")
+        path = _host.pick_model(captioner_choices(), model_name, "model_name", CAPTIONER_HINT, ("LLM",))
         device, dtype = _device_dtype(precision)
         cap = _host.MODELS.get(
             "captioner",

@@ -134,7 +134,7 @@ def run_sampler(model, positive, negative, latent_image, options, image=None, la
             init_latents=init,
             generator=prep.generator,
             image=prep.image,
-            callback=bar.sampler_callback(),
+            callback=bar.sampler_callback(preview=model.latent_preview),
         )
     return (make_latent(out.float().to(_host.intermediate_device())),)
 

@@ -36,15 +36,17 @@ def _input_path(video: str) -> Path:
     path = _host.inside(_host.input_dir(), video, "video")
     if not path.is_file():
         raise FileNotFoundError(
-            f"video={video!r} does not exist in the input folder {str(_host.input_dir())!r}"
+            f"video={video!r} does not exist in the input folder {str(_host.input_dir())!r}; upload one with "
+            "the node's upload button or copy it into that folder"
         )
     return path
 
 
 class VidCoreLoadVideo:
     DESCRIPTION = (
-        "Load a video from ComfyUI's input folder as frames (IMAGE, 0..1) with its frame rate. Only files "
-        "inside the input folder are accepted. Optional frame cap, stride and start frame."
+        "Load a video from ComfyUI's input folder (or upload one) as frames (IMAGE, 0..1) with its frame "
+        "rate. Only files inside the input folder are accepted. Optional frame cap, stride and start frame. "
+        "The pack puts a small example clip, vidcore_example.mp4, into the input folder on start-up."
     )
     CATEGORY = "VidCore/video"
     FUNCTION = "load"
@@ -58,9 +60,17 @@ class VidCoreLoadVideo:
 
     @classmethod
     def INPUT_TYPES(cls):
+        from vidcore.data import EXAMPLE_VIDEO
+
+        names = input_videos()
+        # video_upload: the frontend adds an upload button and its own player (like core Load Video,
+        # Comfy-Org/ComfyUI comfy_extras/nodes_video.py); the shipped example clip is the default.
+        options = {"video_upload": True, "tooltip": "Video file in the input folder (or upload one)."}
+        if EXAMPLE_VIDEO.name in names:
+            options["default"] = EXAMPLE_VIDEO.name
         return {
             "required": {
-                "video": (input_videos(), {"tooltip": "Video file in the input folder."}),
+                "video": (names, options),
                 "max_frames": (
                     "INT",
                     {

@@ -270,6 +270,9 @@ _NAN_VIDEO[1, 2, 2, 0] = float("nan")
         (lambda: SamplingOptions(guidance="4"), "guidance='4' must be a number, got str"),
         (lambda: SamplingOptions(guidance=float("inf")), "guidance=inf must be a finite number >= 1"),
         (lambda: SamplingOptions(guidance=float("nan")), "guidance=nan must be a finite number >= 1"),
+        (lambda: SamplingOptions(guidance=1e30), "guidance=1e[+]30 is beyond the sane maximum 100"),
+        (lambda: SamplingOptions(guidance_2=101), "guidance_2=101 is beyond the sane maximum 100"),
+        (lambda: SamplingOptions(steps=10**11), r"steps=100000000000 must be an integer in \[1, 1000\]"),
     ],
 )
 def test_no_silent_acceptance(call, match: str) -> None:
@@ -349,3 +352,201 @@ def test_generate_lossless_mp4_round_trips_the_frames(tmp_path: Path) -> None:
     expected = (frames.clamp(0, 1) * 255).round().to(torch.uint8)
     got, _ = read_video(out)
     assert torch.equal((got * 255).round().to(torch.uint8), expected)
+
+
+# --------------------------------------------------------------- validate before working (CLI and API)
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str]:
+    """(exit status, stderr) of ``vidcore ARGS``: early checks exit through SystemExit(2), the rest return."""
+    try:
+        code = cli_main(args)
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    # Progress bars (weights loading) redraw with "\r"; what is left must be the one-line message.
+    lines = [line for line in err.split("\n") if "\r" not in line and "it/s]" not in line]
+    return code, "\n".join(lines)
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("reached work that the check should have prevented")
+
+
+_NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--steps", "100000000000"], "--steps 100000000000 must be an integer in [1, 1000]"),
+        (["--steps", "0"], "--steps 0 must be a positive integer"),
+        (["--frames", "100001"], "--frames 100001 must be an integer in [1, 10000]"),
+        (["--frames", "0"], "--frames 0 must be a positive integer"),
+        (["--height", "0"], "--height 0 must be a positive integer"),
+        (["--width", "20000"], "--width 20000 must be an integer in [1, 16384]"),
+        (["--guidance", "1e30"], "--guidance 1e+30 is beyond the sane maximum 100"),
+        (["--guidance", "inf"], "--guidance inf must be a finite number >= 1"),
+        (["--guidance", "nan"], "--guidance nan must be a finite number >= 1"),
+        (["--guidance", "0.5"], "--guidance 0.5 must be >= 1"),
+        (["--shift", "0"], "--shift 0.0 must be a finite number > 0"),
+        (["--shift", "inf"], "--shift inf must be a finite number > 0"),
+        (["--seed", "-1"], "--seed -1 must be an integer in [0, 2**64)"),
+        (["--sigmas", "1,0.5,0.7,0"], "--sigmas [1.0, 0.5, 0.7, 0.0] must be strictly decreasing"),
+        (["--sigmas", "1,a"], "--sigmas '1,a' must be comma-separated numbers"),
+        pytest.param(
+            ["--device", "cuda"],
+            "--device cuda: CUDA is not available on this machine (torch built without CUDA",
+            marks=_NO_CUDA,
+        ),
+        pytest.param(["--device", "cuda"], "use --device cpu", marks=_NO_CUDA),
+        (["--device", "banana"], "--device banana is not a torch device; valid forms: cpu, cuda, cuda:N"),
+        (["--device", "cuda:x"], "--device cuda:x is not a torch device"),
+    ],
+)
+def test_generate_refuses_before_loading(tmp_path: Path, capsys, monkeypatch, extra, words) -> None:
+    import vidcore.pipelines as pipelines
+
+    monkeypatch.setattr(pipelines, "load_pipeline", _never)
+    code, err = run_cli(["generate", "x", "-o", str(tmp_path / "x.mp4"), *extra], capsys)
+    assert code == 2, err
+    assert err.startswith("vidcore generate: error: ") and err.count("\n") == 1, err
+    assert words in err, err
+    assert "=" not in err.split("error: ", 1)[1].split(" ")[0]  # a flag, not an API parameter, comes first
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def no_sampling(monkeypatch):
+    from vidcore.pipelines.base import Pipeline
+
+    monkeypatch.setattr(Pipeline, "sample", _never)
+    monkeypatch.setattr(Pipeline, "encode_prompts", _never)
+    monkeypatch.setattr(Pipeline, "prepare_latents", _never)
+
+
+def _suggestions(err: str) -> list[int]:
+    return [int(v) for v in err.split("(e.g. ")[-1].split(")")[0].split(", ")]
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--height", "63"], "--height 63 must be a multiple of 8 for this model (e.g. 56, 64)"),
+        (["--width", "60"], "--width 60 must be a multiple of 8 for this model (e.g. 56, 64)"),
+        (["--frames", "18"], "--frames 18 must be 1 + 4k for this VAE (e.g. 17, 21)"),
+        (
+            ["--schedule", "pyramidal", "--height", "48"],
+            "--height 48 must be a multiple of 32 for this model (3 pyramid stages) (e.g. 32, 64)",
+        ),
+    ],
+)
+def test_size_hints_only_suggest_valid_values(tmp_path, capsys, no_sampling, extra, words) -> None:
+    code, err = run_cli(["generate", "x", "-o", str(tmp_path / "x.gif"), *extra], capsys)
+    assert code == 2 and words in err and err.count("\n") == 1, err
+    flag = extra[-2]
+    for value in _suggestions(err):  # every suggested value is accepted (it reaches the sampler)
+        args = [a if a != extra[-1] else str(value) for a in extra]
+        with pytest.raises(AssertionError, match="reached work"):
+            cli_main(["generate", "x", "-o", str(tmp_path / "x.gif"), *args])
+        assert flag in args
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_memory_is_checked_before_sampling(tmp_path, capsys, monkeypatch, no_sampling) -> None:
+    import vidcore
+    import vidcore.pipelines.base as base
+    from vidcore.resources import GIB
+
+    monkeypatch.setattr(base, "available_memory", lambda device: 4 * GIB)
+    code, err = run_cli(
+        ["generate", "x", "-o", str(tmp_path / "x.mp4"), "--height", "8192", "--width", "4096"], capsys
+    )
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--frames 17, --height 8192, --width 4096 need about" in err and "4.00 GiB is free on cpu" in err
+    h, w = (int(v) for v in err.split("is --height ")[1].split(", --width "))
+    assert abs(h / w - 2) < 0.02  # the aspect ratio is kept (each side a multiple of 8)
+    # The suggested size is valid and fits by the same estimate; one step larger does not.
+    pipe = vidcore.load_pipeline("tiny")
+    opts = pipe.default_options()
+    shape = pipe.latent_shape(17, h, w)
+    assert pipe.memory_estimate((17, h, w), shape, opts).total <= 4 * GIB
+    bigger = pipe.latent_shape(17, h + 16, w + 8)
+    assert pipe.memory_estimate((17, h + 16, w + 8), bigger, opts).total > 4 * GIB
+    # The API says the same with parameter names.
+    with pytest.raises(ValueError, match=r"num_frames=17, height=8192, width=4096 need about .* height=\d+"):
+        pipe.generate("x", height=8192, width=4096)
+
+
+def test_api_refuses_the_same_values_by_parameter_name(monkeypatch, no_sampling) -> None:
+    import vidcore
+    from vidcore.models.dit import SpacetimeDiT
+
+    pipe = vidcore.load_pipeline("tiny")
+    cases = [
+        (dict(steps=10**11), r"steps=100000000000 must be an integer in \[1, 1000\]"),
+        (dict(num_frames=100001), r"num_frames=100001 must be an integer in \[1, 10000\]"),
+        (dict(guidance=1e30), r"guidance=1e\+30 is beyond the sane maximum 100"),
+        (dict(guidance="4"), "guidance='4' must be a number, got str"),
+        (dict(height=63), r"height=63 must be a multiple of 8 for this model \(e.g. 56, 64\)"),
+        (dict(height=48, schedule="pyramidal"), r"multiple of 32 for this model \(3 pyramid stages\)"),
+    ]
+    for kwargs, match in cases:
+        with pytest.raises(ValueError, match=match):
+            pipe.generate("x", **kwargs)
+    monkeypatch.setattr(SpacetimeDiT, "from_checkpoint", _never)  # the device is refused before loading
+    with pytest.raises(ValueError, match="device='banana' is not a torch device; valid forms: cpu, cuda"):
+        vidcore.load_pipeline("tiny", device="banana")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device='cuda': CUDA is not available on this machine"):
+            vidcore.load_pipeline("tiny", device="cuda")
+
+
+@pytest.mark.parametrize("command", ["train", "distill"])
+def test_config_missing_keys_named_with_the_file(tmp_path, capsys, monkeypatch, command) -> None:
+    import vidcore.distill.cli as distill_cli
+    import vidcore.train.trainer as trainer
+
+    for name in ("train_vae", "train_dit", "train_unet"):
+        monkeypatch.setattr(trainer, name, _never)
+    if hasattr(distill_cli, "distill"):
+        monkeypatch.setattr(distill_cli, "distill", _never)
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"kind": "vae"} if command == "train" else {}))
+    args = (
+        ["train", "vae", "--config", str(config)]
+        if command == "train"
+        else ["distill", "--config", str(config)]
+    )
+    code, err = run_cli(args, capsys)
+    missing = "out_dir, steps, batch_size" if command == "train" else "out_dir"
+    assert code == 2 and f"config {str(config)!r} is missing the keys {missing}" in err, err
+    assert "positional argument" not in err
+
+
+def test_internal_parameter_names_become_flags(tmp_path, capsys) -> None:
+    from vidcore.cli import to_flags
+
+    video = write_video(tmp_path / "v.mp4", clip(t=4), fps=8)
+    code, err = run_cli(["score", str(video), "--max-frames", "0"], capsys)
+    assert code == 2 and "--max-frames 0 must be" in err and "max_frames=" not in err, err
+    assert to_flags("pass overwrite=True to replace it", "generate") == "pass --overwrite to replace it"
+    # config keys and other objects' fields stay as they are
+    assert to_flags("PipelineConfig.steps=0 must be", "generate") == "PipelineConfig.steps=0 must be"
+    assert to_flags("guidance_2=3 is only for", "generate") == "guidance_2=3 is only for"
+
+
+def test_help_shows_defaults_everywhere(capsys) -> None:
+    from vidcore.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001 - every subcommand's parser
+    for name, sub in commands.items():
+        text = sub.format_help()
+        assert "default: None" not in text and "(default: False)" not in text, (name, text)
+    generate = " ".join(commands["generate"].format_help().split())
+    for words in ("--steps STEPS sampling steps (default: the model's own)", "--model", "(default: tiny)"):
+        assert words in generate, generate
+    assert "(default: 0)" in generate  # --seed
+    train = " ".join(commands["train"].format_help().split())
+    assert "override the total number of steps (default: from the config)" in train, train

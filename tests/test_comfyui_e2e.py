@@ -24,9 +24,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from vidcore.data import EXAMPLE_VIDEO
 from vidcore.io.video import read_video
 
-from ._node_fixtures import INPUT_VIDEO, make_captioner, make_models_root, write_input_video
+from ._node_fixtures import INPUT_VIDEO, make_captioner, make_models_root
 
 torch.set_num_threads(1)
 
@@ -104,7 +105,7 @@ def server(tmp_path_factory):
     (base / "packs" / PACK_NAME).symlink_to(ROOT, target_is_directory=True)
     for sub in ("input", "output", "user", "temp"):
         (base / sub).mkdir()
-    write_input_video(base / "input")
+    # input/ stays empty: the pack copies its example clip there on start-up (first run).
     yaml = base / "extra_model_paths.yaml"
     yaml.write_text(
         "vidcore_e2e:\n"
@@ -119,6 +120,7 @@ def server(tmp_path_factory):
         "--extra-model-paths-config", str(yaml), "--input-directory", str(base / "input"),
         "--output-directory", str(base / "output"), "--temp-directory", str(base / "temp"),
         "--user-directory", str(base / "user"), "--database-url", "sqlite:///:memory:",
+        "--preview-method", "latent2rgb",  # our samplers then send latent -> RGB previews every step
     ]  # fmt: skip
     env = {**os.environ, "DO_NOT_TRACK": "1", "COMFY_NO_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"}
     # glibc's malloc raises its mmap threshold (up to 32 MiB) after the first large free, so later tensors
@@ -129,6 +131,7 @@ def server(tmp_path_factory):
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, cwd=COMFYUI_DIR, stdout=fh, stderr=subprocess.STDOUT, env=env)
     srv = Server(f"http://127.0.0.1:{port}", proc, log, base / "output", models, 0.0)
+    srv.input = base / "input"
     try:
         while True:
             assert proc.poll() is None, "ComfyUI exited during start:\n" + log.read_text()[-3000:]
@@ -158,7 +161,10 @@ def test_pack_loads_and_lists_every_node(server):
     assert set(ours) == set(NODE_CLASS_MAPPINGS)
     assert all(v["python_module"] == f"custom_nodes.{PACK_NAME}" for v in ours.values())
     assert "tiny" in ours["VidCoreLoadModel"]["input"]["required"]["model_name"][0]
-    assert INPUT_VIDEO in ours["VidCoreLoadVideo"]["input"]["required"]["video"][0]
+    video = ours["VidCoreLoadVideo"]["input"]["required"]["video"]
+    assert INPUT_VIDEO in video[0] and video[1]["video_upload"] is True
+    # first run: the shipped example clip was copied into the empty input folder
+    assert (server.input / INPUT_VIDEO).read_bytes() == EXAMPLE_VIDEO.read_bytes()
     log = server.log.read_text()
     assert "IMPORT FAILED" not in log, log[-3000:]
     assert f"/extensions/{PACK_NAME}/vidcore.js" in server.get("/extensions")
@@ -190,6 +196,7 @@ def test_api_workflow_runs_in_comfyui(server, name):
     seconds = time.monotonic() - t0
     log = server.log.read_text()[log_start:]
     assert "Traceback" not in log and "!!! Exception" not in log and "Failed to validate" not in log, log
+    assert "previews turned off" not in log, log
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"], indent=1)[-3000:]
     saved = [e for out in entry["outputs"].values() for e in out.get("vidcore_videos", [])]
     assert saved, entry["outputs"]
@@ -202,6 +209,15 @@ def test_api_workflow_runs_in_comfyui(server, name):
         print(f"\n{name}: {seconds:.2f} s, {e['filename']} {tuple(frames.shape)} at {fps} fps")
     if name == "score_video":
         assert any("vidcore_metrics" in out for out in entry["outputs"].values())
+
+
+def test_missing_captioner_is_a_node_error_saying_where_to_put_it(server):
+    prompt = json.loads((ROOT / "workflows" / "api" / "caption_refine_regenerate.json").read_text())
+    (nid,) = [k for k, v in prompt.items() if v["class_type"] == "VidCoreLoadCaptioner"]
+    prompt[nid]["inputs"]["model_name"] = "SmolVLM2-2.2B-Instruct"
+    status, body = server.post("/prompt", {"prompt": prompt, "client_id": "t"})
+    text = json.dumps(body)
+    assert status == 400 and "put a SmolVLM2 folder" in text and "models/LLM/" in text, body
 
 
 def test_bad_input_is_a_node_error_not_a_crash(server):

@@ -144,10 +144,10 @@ def test_cli_generate_writes_an_ltx_video(paths, tmp_path, capsys):
     # without a text encoder: a clear error, exit code 2, nothing written
     missing = tmp_path / "none.mp4"
     assert main(["generate", "x", "-o", str(missing), "--model", str(paths["single"]), *size]) == 2
-    assert "pass text_encoder=" in capsys.readouterr().err and not missing.exists()
+    assert "pass --text-encoder <T5-v1.1-XXL" in capsys.readouterr().err and not missing.exists()
     te = ["--text-encoder", str(paths["t5"])]
     assert main([*argv[:3], str(tmp_path / "p.mp4"), *argv[4:], *te, *size, "--schedule", "pyramidal"]) == 2
-    assert "schedule='pyramidal'" in capsys.readouterr().err
+    assert "--schedule pyramidal is not supported by LTX-Video" in capsys.readouterr().err
 
 
 @pytest.fixture()

@@ -272,7 +272,7 @@ def test_toy_family_runs_through_vidcore_generate(toy, tmp_path, capsys):
     assert torch.equal(frames, read_video(ref)[0])
     bad = tmp_path / "bad.webp"
     assert main(["generate", "x", "-o", str(bad), "--model", str(toy), "--sampler", "euler_ancestral"]) == 2
-    assert "sampler='euler_ancestral' is not supported by Toy models" in capsys.readouterr().err
+    assert "--sampler euler_ancestral is not supported by Toy models" in capsys.readouterr().err
     assert not bad.exists()
 
 

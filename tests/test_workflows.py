@@ -161,10 +161,14 @@ def test_every_pair_exists_and_templates_are_ui_files():
 
 def _frontend_inputs(cls) -> dict:
     """The inputs whose widgets the frontend saves, in order: required, then an ``upload`` button when a
-    required combo has image_upload (Comfy-Org/ComfyUI_frontend src/extensions/core/uploadImage.ts appends
-    it to the required inputs), then optional."""
+    required combo has image_upload / video_upload / animated_image_upload (Comfy-Org/ComfyUI_frontend
+    src/extensions/core/uploadImage.ts appends it to the required inputs), then optional."""
     required, optional = _inputs(cls)
-    if any(isinstance(k, list) and (o[0] if o else {}).get("image_upload") for k, *o in required.values()):
+    flags = ("image_upload", "video_upload", "animated_image_upload")
+    if any(
+        isinstance(k, list) and any((o[0] if o else {}).get(f) is True for f in flags)
+        for k, *o in required.values()
+    ):
         required = {**required, "upload": ("IMAGEUPLOAD", {})}
     return {**required, **optional}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -141,6 +142,20 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         "heads), ring, cfg (CFG branches on separate ranks), fsdp (shard the weights), timeout=SECONDS; "
         "ulysses x ring x cfg must equal the number of processes; rank 0 writes the video",
     )
+    p.add_argument(
+        "--preview-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="every N sampling steps (and after the last) write a contact sheet PNG of the current x0 "
+        "prediction, a cheap latent -> RGB projection (default: no previews)",
+    )
+    p.add_argument(
+        "--preview-file",
+        default=None,
+        metavar="F.png",
+        help="where --preview-every writes, replaced atomically each time (default: OUTPUT.preview.png)",
+    )
     p.set_defaults(func=_run_generate)
 
 
@@ -153,11 +168,48 @@ def _sigma_list(text: str | None) -> list[float] | None:
         raise SystemExit(f"vidcore generate: --sigmas {text!r} must be comma-separated numbers") from None
 
 
+def _preview_file(args: argparse.Namespace, out: Path) -> Path | None:
+    """The checked --preview-file target when --preview-every is given (refused like -o: exists without
+    --overwrite, not a regular file, missing folder)."""
+    from .io.atomic import check_target
+
+    if args.preview_every is None:
+        if args.preview_file is not None:
+            raise SystemExit("vidcore generate: --preview-file needs --preview-every N")
+        return None
+    if args.preview_every < 1:
+        raise SystemExit(f"vidcore generate: --preview-every {args.preview_every} must be >= 1 (steps)")
+    path = Path(args.preview_file) if args.preview_file is not None else Path(f"{out}.preview.png")
+    if path.suffix.lower() != ".png":
+        raise SystemExit(f"vidcore generate: --preview-file {str(path)!r} must be a .png file")
+    if path.resolve() == out.resolve():
+        raise SystemExit(f"vidcore generate: --preview-file {str(path)!r} must differ from the output file")
+    try:
+        return check_target(path, args.overwrite, flag="--overwrite")
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        raise SystemExit(f"vidcore generate: --preview-file: {e}") from None
+
+
+def _check_before_loading(args: argparse.Namespace) -> None:
+    """generate's model-independent checks (sizes, counts, floats, device), run by the library's own
+    checkers before anything loads; their messages name API parameters, which main() turns into flags.
+    The model's size rule and the memory check run in ``Pipeline.generate`` before sampling."""
+    from .devices import resolve_device
+    from .pipelines.options import check_options, check_request
+
+    check_request(args.frames, args.height, args.width)
+    sigmas = _sigma_list(args.sigmas)
+    check_options(steps=args.steps, guidance=args.guidance, seed=args.seed, shift=args.shift, sigmas=sigmas)
+    if args.device is not None:
+        resolve_device(args.device)
+
+
 def _run_generate(args: argparse.Namespace) -> int:
     from .io.atomic import check_target
     from .io.image import read_image
     from .io.video import check_fps, write_video
     from .pipelines import load_pipeline
+    from .preview import PreviewEvery
 
     out = Path(args.output)
     fmt = args.format or out.suffix.lstrip(".").lower()
@@ -182,6 +234,8 @@ def _run_generate(args: argparse.Namespace) -> int:
         check_target(out, args.overwrite, flag="--overwrite")
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         raise SystemExit(f"vidcore generate: {e}") from None
+    preview_file = _preview_file(args, out)
+    _check_before_loading(args)
     image = None if args.image is None else read_image(args.image)
     last = None if args.last_image is None else read_image(args.last_image)
     pipe = load_pipeline(
@@ -211,6 +265,9 @@ def _run_generate(args: argparse.Namespace) -> int:
         image=image,
         last_image=last,
         progress=writer,
+        callback=None
+        if preview_file is None or not writer
+        else PreviewEvery(args.preview_every, preview_file, pipe.latent_preview),
     )
     if not writer:
         return 0  # every rank holds the same frames; rank 0 writes them
@@ -319,6 +376,42 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# What an unset (None) option means, per command, in --help: "(default: the model's own)", not "None".
+NONE_MEANS = {
+    "generate": (
+        {"frames", "height", "width", "steps", "guidance", "schedule", "shift", "sampler", "fps"},
+        "the model's own",
+    ),
+    "eval": ({"steps", "guidance", "schedule"}, "the model's own"),
+    "train": ({"steps", "out_dir", "threads", "processes", "init_from"}, "from the config"),
+    "distill": ({"steps", "method", "out_dir", "train_steps"}, "from the config"),
+}
+
+
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default (unless the help already names one); None reads as what
+    it means for the command ("the model's own", "from the config", "none"), never "None"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if not action.option_strings or action.default is argparse.SUPPRESS or "default" in text.lower():
+            return text
+        if action.default is None:
+            names, meaning = NONE_MEANS.get(self._prog.split()[-1], (set(), ""))
+            return f"{text} (default: {meaning if action.dest in names else 'none'})".lstrip()
+        if action.default is False and action.nargs == 0:
+            return f"{text} (default: off)".lstrip()
+        return f"{text} (default: %(default)s)".lstrip()
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """Subcommand parsers: --help shows the defaults."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vidcore",
@@ -327,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser)
     _add_generate(sub)
     from .metrics.cli import add_score_arguments, run_score
 
@@ -360,6 +453,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The library names API parameters (``num_frames=100001 must be ...``); the CLI says its flags instead.
+# One mapping per command; a name not listed stays as it is (config-file keys, other APIs' parameters).
+FLAGS = {
+    "generate": {
+        "num_frames": "--frames",
+        "height": "--height",
+        "width": "--width",
+        "steps": "--steps",
+        "guidance": "--guidance",
+        "seed": "--seed",
+        "shift": "--shift",
+        "sigmas": "--sigmas",
+        "schedule": "--schedule",
+        "sampler": "--sampler",
+        "negative_prompt": "--negative",
+        "image": "--image",
+        "last_image": "--last-image",
+        "device": "--device",
+        "fps": "--fps",
+        "text_encoder": "--text-encoder",
+        "vae": "--vae",
+        "image_encoder": "--image-encoder",
+        "lossless": "--lossless",
+        "overwrite": "--overwrite",
+        "parallel": "--parallel",
+    },
+    "eval": {"steps": "--steps", "guidance": "--guidance", "schedule": "--schedule", "seed": "--seed"},
+    "score": {"max_frames": "--max-frames", "stride": "--stride", "overwrite": "--overwrite"},
+    "caption": {"device": "--device", "overwrite": "--overwrite"},
+    "convert": {"overwrite": "--overwrite"},
+}
+
+
+def to_flags(message: str, command: str) -> str:
+    """Rewrite ``name=value`` of the library's messages as ``--flag value`` for ``command`` (``name=True``
+    of a switch as ``--flag``; a quoted value without spaces unquoted)."""
+    flags = FLAGS.get(command, {})
+    if not flags:
+        return message
+    names = "|".join(sorted(map(re.escape, flags), key=len, reverse=True))
+    pattern = re.compile(rf"(?<![\w.\-/'\"])({names})=(True\b|'[^'\s]*'|\"[^\"\s]*\")?")
+
+    def sub(m: re.Match[str]) -> str:
+        flag, value = flags[m.group(1)], m.group(2)
+        if value == "True":
+            return flag
+        return f"{flag} {value[1:-1]}" if value else f"{flag} "
+
+    return pattern.sub(sub, message)
+
+
 class UsageExit(SystemExit):
     """A usage error already reported on stderr: exit status 2; ``str()`` is the message (for callers in
     the same process that catch SystemExit)."""
@@ -385,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
-        print(f"{prefix}error: {e}", file=sys.stderr)
+        print(f"{prefix}error: {to_flags(str(e), args.command)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prefix}interrupted (Ctrl-C); nothing was written", file=sys.stderr)

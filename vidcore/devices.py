@@ -27,10 +27,42 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     raise ValueError(f"dtype={dtype!r} must be None, a torch dtype or one of {sorted(DTYPES)}")
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """None -> cpu; the library never picks an accelerator on its own (the host layer does)."""
+DEVICE_FORMS = "cpu, cuda, cuda:N (N = GPU index), mps"
+
+
+def check_device_available(device: torch.device, name: str = "device") -> torch.device:
+    """Refuse a device this machine cannot run on, naming why and what to use instead (torch's own errors
+    come late and mislead, e.g. a pin_memory error for a CUDA device on a CPU-only build)."""
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "torch built without CUDA" if not torch.backends.cuda.is_built() else "no GPU visible"
+            raise ValueError(
+                f"{name}={str(device)!r}: CUDA is not available on this machine ({why}); use {name}='cpu'"
+            )
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(
+                f"{name}={str(device)!r}: this machine has {count} CUDA device(s), indices 0..{count - 1}"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{name}={str(device)!r}: MPS is not available on this machine; use {name}='cpu'")
+    return device
+
+
+def resolve_device(device: str | torch.device | None, name: str = "device") -> torch.device:
+    """None -> cpu; the library never picks an accelerator on its own (the host layer does). A string that
+    is no device, or a device this machine lacks, is refused naming ``name``, the value and the valid
+    forms."""
     if device is None:
         return torch.device("cpu")
-    if isinstance(device, (str, torch.device)):
-        return torch.device(device)
-    raise TypeError(f"device={device!r} must be None, a str or a torch.device, got {type(device).__name__}")
+    if isinstance(device, torch.device):
+        return check_device_available(device, name)
+    if not isinstance(device, str):
+        raise TypeError(
+            f"{name}={device!r} must be None, a str or a torch.device, got {type(device).__name__}"
+        )
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"{name}={device!r} is not a torch device; valid forms: {DEVICE_FORMS}") from None
+    return check_device_available(parsed, name)

@@ -1,5 +1,6 @@
-// VidCore ComfyUI extension: inline video players on Save Video (the file just written) and Load Video
-// (the selected input file), a compact readout on the metrics nodes, and the text of the caption nodes.
+// VidCore ComfyUI extension: an inline video player on Save Video (the file just written), a compact
+// readout on the metrics nodes, and the text of the caption nodes. Load Video declares video_upload, so the
+// frontend itself adds its upload button and player there.
 // The Python side sends {"vidcore_videos": [{filename, subfolder, type, format, fps, frame_count}]},
 // {"vidcore_metrics": [{...numbers}]} and {"text": [string]} in the node's "ui" output.
 import { app } from "../../scripts/app.js";
@@ -93,23 +94,5 @@ app.registerExtension({
       const text = message?.text;
       if (text?.length && nodeData.name.startsWith("VidCoreCaption")) showLines(this, "vidcore_text", [String(text[0])]);
     };
-    if (nodeData.name === "VidCoreLoadVideo") {
-      const onNodeCreated = nodeType.prototype.onNodeCreated;
-      nodeType.prototype.onNodeCreated = function () {
-        const r = onNodeCreated?.apply(this, arguments);
-        const widget = this.widgets?.find((w) => w.name === "video");
-        if (widget) {
-          const show = (value) => value && showVideo(this, { filename: value.split("/").pop(),
-            subfolder: value.includes("/") ? value.slice(0, value.lastIndexOf("/")) : "", type: "input" });
-          const cb = widget.callback;
-          widget.callback = function (value) {
-            cb?.apply(this, arguments);
-            show(value);
-          };
-          requestAnimationFrame(() => show(widget.value));
-        }
-        return r;
-      };
-    }
   },
 });

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,12 +141,9 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 def load_distill_config(path_or_name: str | Path, overrides: dict[str, Any] | None = None) -> DistillConfig:
     """DistillConfig from a JSON file or shipped config name, ``overrides`` on top; unknown keys raise."""
+    from ..train.trainer import config_from_data, read_config_object
+
     path = resolve_shipped_config(path_or_name, CONFIG_DIR, "distillation config")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"distillation config {str(path)!r} is not valid JSON ({e})") from e
-    if not isinstance(data, dict):
-        raise ValueError(f"{str(path)!r} must hold a JSON object of DistillConfig keys")
+    data = read_config_object(path, "distillation config")
     data.update(overrides or {})
-    return DistillConfig.from_dict(data)
+    return config_from_data(DistillConfig, data, path)

@@ -8,6 +8,11 @@ from vidcore.metrics.frechet import (
     frechet_distance_from_stats,
     trace_sqrt_product,
 )
+
+# ``fvd`` is both a submodule and its function: imported here, the package attribute is the function
+# (a lazy ``__getattr__`` would be shadowed by the submodule once anything imported it). Cheap: torch
+# only; the I3D weights load when ``fvd`` runs.
+from vidcore.metrics.fvd import fvd
 from vidcore.metrics.temporal import (
     adjacent_cosine,
     dynamic_degree,
@@ -59,7 +64,6 @@ _LAZY = {
     "clip_sim": "vidcore.metrics.clip",
     "clip_tc": "vidcore.metrics.clip",
     "load_clip": "vidcore.metrics.clip",
-    "fvd": "vidcore.metrics.fvd",
     "json_safe": "vidcore.metrics.score",
     "load_i3d": "vidcore.metrics.i3d",
     "score_video": "vidcore.metrics.score",

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ..io.frames import frames_to_video, video_to_frames
+from ..resources import MemoryEstimate, available_memory, generation_memory, gib
 from ..sampling import SAMPLERS, CFGDenoiser, sample_pyramidal, shifted_sigmas, split_steps
 from ..sampling.flow import Denoiser
 from ..sampling.loop import Callback
@@ -32,7 +33,7 @@ from .conditioning import (
     TextConditioning,
     image_video,
 )
-from .options import Capabilities, SamplingOptions, check_seed, needs_uncond
+from .options import Capabilities, SamplingOptions, check_request, check_seed, needs_uncond
 
 __all__ = [
     "Capabilities",
@@ -238,6 +239,126 @@ class Pipeline(ABC):
         chunk); ``generator`` feeds decoders that inject noise."""
         return self.vae.decode(latents.to(self.vae.dtype), callback=callback)
 
+    def latent_rgb(self) -> Any:
+        """The family's linear latent -> RGB preview map (a ``vidcore.preview.LatentRGB``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no latent preview factors")
+
+    def latent_preview(self, latents: Tensor) -> Tensor:
+        """A cheap look at latents as sampled (e.g. the sampler's x0 prediction, any resolution): frames
+        ``[T, H, W, 3]`` float32 in 0..1 at latent resolution, of the first batch item; for live
+        previews, not output (a linear map per latent pixel, no VAE)."""
+        return self.latent_rgb().project(latents)
+
+    # ---- validation before work ---------------------------------------------------------------------
+
+    def denoiser_profile(self) -> tuple[int, int, int, float]:
+        """(patch volume in latent cells, width, heads, MLP ratio) of the denoiser for memory estimates, read
+        from its config under the names the families use (vidcore DiT, LTX-Video, Wan); (0, 0, 0, 0) when
+        the config says none of them (the estimate then leaves the denoiser out)."""
+        cfg = getattr(self.dit, "config", None)
+
+        def first(*names: str) -> Any:
+            return next((getattr(cfg, n) for n in names if isinstance(getattr(cfg, n, None), int)), None)
+
+        width = first("width", "inner_dim", "dim")
+        heads = first("heads", "num_attention_heads", "num_heads")
+        if cfg is None or width is None or heads is None:
+            return 0, 0, 0, 0.0
+        if width == heads and isinstance(getattr(cfg, "attention_head_dim", None), int):
+            width = heads * cfg.attention_head_dim
+        if isinstance(getattr(cfg, "patch", None), tuple):
+            volume = math.prod(cfg.patch)
+        else:
+            p_t = first("patch_t", "patch_size_t") or 1
+            p_s = first("patch_s", "patch_size") or 1
+            volume = p_t * p_s * p_s
+        ffn = first("ffn_dim")
+        ratio = getattr(cfg, "mlp_ratio", None)
+        ratio = float(ratio) if isinstance(ratio, (int, float)) else (ffn / width if ffn else 4.0)
+        return volume, width, heads, ratio
+
+    def memory_estimate(
+        self, size: tuple[int, int, int], latent_shape: tuple[int, ...], options: SamplingOptions
+    ) -> MemoryEstimate:
+        """:class:`vidcore.resources.MemoryEstimate` of generating a clip of ``size`` (frames, height,
+        width) whose latents are ``latent_shape`` ``(C, T', H', W')``."""
+        volume, width, heads, ratio = self.denoiser_profile()
+        cells = math.prod(latent_shape[1:])
+        tokens = cells // volume if volume else 0
+        return generation_memory(
+            tuple(latent_shape),
+            size,
+            tokens=tokens,
+            width=width,
+            heads=heads,
+            mlp_ratio=ratio,
+            cfg=needs_uncond(options),
+        )
+
+    def check_memory(
+        self, size: tuple[int, int, int], latent_shape: tuple[int, ...], options: SamplingOptions
+    ) -> None:
+        """Refuse a clip whose estimated memory (:meth:`memory_estimate`) exceeds what the device has free,
+        naming the largest height x width at this aspect ratio and frame count that fits."""
+        if self.parallel is not None:  # activations are split over the ranks; each rank checks its share
+            return
+        free = available_memory(self.device)
+        if free is None:
+            return
+        need = self.memory_estimate(size, latent_shape, options)
+        if need.total <= free:
+            return
+        n, height, width = size
+        levels = options.pyramid_stages if options.schedule == "pyramidal" else 1
+        fit = self._largest_fitting(size, levels, options, free)
+        hint = (
+            f"the largest size that fits at this aspect ratio is height={fit[0]}, width={fit[1]}"
+            if fit
+            else f"no size fits with num_frames={n}; use fewer frames"
+        )
+        raise ValueError(
+            f"num_frames={n}, height={height}, width={width} need about {gib(need.total)} of memory "
+            f"({need.describe()}) but {gib(free)} is free on {self.device}; {hint}"
+        )
+
+    def _largest_fitting(
+        self, size: tuple[int, int, int], levels: int, options: SamplingOptions, free: int
+    ) -> tuple[int, int] | None:
+        n, height, width = size
+        longest = max(height, width)
+
+        def valid(value: int, name: str) -> int | None:
+            # The largest value <= ``value`` this model accepts for one side (the other at its default).
+            for v in range(value, max(0, value - 512), -1):
+                h, w = (v, self.config.width) if name == "height" else (self.config.height, v)
+                try:
+                    self.latent_shape(n, h, w, pyramid_stages=levels)
+                    return v
+                except ValueError:
+                    continue
+            return None
+
+        def candidate(side: int) -> tuple[int, int] | None:
+            h = valid(max(1, height * side // longest), "height")
+            w = valid(max(1, width * side // longest), "width")
+            if h is None or w is None:
+                return None
+            try:
+                shape = self.latent_shape(n, h, w, pyramid_stages=levels)
+            except ValueError:
+                return None
+            return (h, w) if self.memory_estimate((n, h, w), shape, options).total <= free else None
+
+        best, lo, hi = None, 1, longest
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            got = candidate(mid)
+            if got is not None:
+                best, lo = got, mid + 1
+            else:
+                hi = mid - 1
+        return best
+
     # ---- shared steps ---------------------------------------------------------------------------------
 
     def encode_text(self, prompts: list[str]) -> TextConditioning:
@@ -397,6 +518,7 @@ class Pipeline(ABC):
             raise TypeError("prompt and negative_prompt must be strings")
         if prompt.strip() == "":
             log.info("vidcore: empty prompt -> unconditional generation")
+        check_request(num_frames, height, width)  # model-independent bounds, before anything runs
         base = self.default_options() if options is None else options
         if not isinstance(base, SamplingOptions):
             raise TypeError(f"options must be SamplingOptions, got {type(base).__name__}")
@@ -436,12 +558,13 @@ class Pipeline(ABC):
             height = image.shape[-3] if height is None else height
             width = image.shape[-2] if width is None else width
         levels = opts.pyramid_stages if opts.schedule == "pyramidal" else 1
-        shape = self.latent_shape(
+        size = (
             cfg.num_frames if num_frames is None else num_frames,
             cfg.height if height is None else height,
             cfg.width if width is None else width,
-            pyramid_stages=levels,
         )
+        shape = self.latent_shape(*size, pyramid_stages=levels)
+        self.check_memory(size, shape, opts)  # before any encoding or sampling
         prep = self.prepare_latents(
             (1, *shape), opts.seed, image=image, last_image=last_image, latents=latents
         )

@@ -103,24 +103,33 @@ def grid_multiple(denoiser: nn.Module) -> tuple[int, int]:
 def check_generation_size(
     vae: CausalVAE3D, dit: nn.Module, num_frames: int, height: int, width: int, pyramid_levels: int = 1
 ) -> tuple[int, int, int, int]:
-    """Latent ``(C, T', H', W')`` of a clip; raises listing valid sizes when the model can't take it."""
-    c, t, h, w = vae.latent_shape(num_frames, height, width)
+    """Latent ``(C, T', H', W')`` of a clip; raises naming the combined rule of the VAE, the denoiser's grid
+    and the pyramid stages, with examples that satisfy all of them."""
     p_t, p_s = grid_multiple(dit)
-    step = vae.config.spatial_compression * p_s * 2 ** (pyramid_levels - 1)
+    r, s = vae.config.temporal_compression, vae.config.spatial_compression
+    step = s * p_s * 2 ** (pyramid_levels - 1)
+    why = f" ({pyramid_levels} pyramid stages)" if pyramid_levels > 1 else ""
     for name, value in (("height", height), ("width", width)):
-        if value % step:
-            lo = max(step, value // step * step)
-            why = f" ({pyramid_levels} pyramid stages)" if pyramid_levels > 1 else ""
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if not whole or value < step or value % step:
+            lo = max(step, value // step * step) if whole else step
+            near = sorted({lo, lo + step}) if lo != value else [lo]
             raise ValueError(
-                f"{name}={value} must be a multiple of {step} for this model{why} (e.g. {lo}, {lo + step})"
+                f"{name}={value!r} must be a multiple of {step} for this model{why} "
+                f"(e.g. {', '.join(map(str, near))})"
             )
-    if t % p_t:
-        r = vae.config.temporal_compression
-        valid = [1 + r * (p_t * k - 1) for k in range(1, 6)]
-        raise ValueError(
-            f"num_frames={num_frames} gives {t} latent frames, not a multiple of {p_t} (try {valid})"
-        )
-    return c, t, h, w
+    # Valid frame counts: 1 + r·(t' - 1) with t' latent frames a multiple of the temporal patch p_t.
+    if not isinstance(num_frames, bool) and isinstance(num_frames, int) and num_frames >= 1:
+        t = (num_frames - 1) / r + 1
+        if t != int(t) or int(t) % p_t:
+            k = max(1, int(t // p_t))
+            near = [1 + r * (p_t * j - 1) for j in (k, k + 1) if j >= 1]
+            rule = f"1 + {r}k" if p_t == 1 else f"1 + {r}·({p_t}k - 1)"
+            raise ValueError(
+                f"num_frames={num_frames} must be {rule} for this {'VAE' if p_t == 1 else 'model'} "
+                f"(e.g. {', '.join(map(str, near))})"
+            )
+    return vae.latent_shape(num_frames, height, width)
 
 
 def prediction_denoiser(dit: SpacetimeDiT, full_hw: tuple[int, int] | None = None) -> Denoiser:
@@ -183,6 +192,11 @@ class VideoPipeline(Pipeline):
     @property
     def vae_spatial_ratio(self) -> int:
         return self.vae.config.spatial_compression
+
+    def latent_rgb(self) -> Any:
+        from ..preview import latent_rgb_for_vae
+
+        return latent_rgb_for_vae(self.vae)  # stored for the shipped tiny VAE, else fitted once
 
     def denoiser(
         self,

@@ -408,6 +408,11 @@ class LTXPipeline(Pipeline):
     def latent_channels(self) -> int:
         return self.dit.config.in_channels
 
+    def latent_rgb(self) -> Any:
+        from ..preview import LTX_VIDEO
+
+        return LTX_VIDEO
+
     @classmethod
     def from_checkpoint(
         cls,

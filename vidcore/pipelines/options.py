@@ -11,6 +11,14 @@ from typing import Any
 from ..config import ConfigMixin, check_choice, check_positive_int
 from ..sampling import SAMPLERS, SCHEDULES, check_sigma_list
 
+# Sanity bounds checked before any work: beyond them a run is a typo or cannot finish, and the failure
+# would otherwise come late (an allocation error, NaN at step 1). Memory is checked per model and size
+# separately (vidcore.resources).
+MAX_STEPS = 1000
+MAX_GUIDANCE = 100.0
+MAX_FRAMES = 10_000
+MAX_SIDE = 16_384  # pixels, height or width
+
 
 def check_seed(seed: object) -> None:
     """Seeds are integers in [0, 2**64); floats and bools are refused rather than truncated."""
@@ -22,6 +30,79 @@ def _number(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name}={value!r} must be a number, got {type(value).__name__}")
     return float(value)
+
+
+def _bounded_int(name: str, value: object, high: int, why: str) -> None:
+    check_positive_int(name, value)
+    if value > high:  # type: ignore[operator]
+        raise ValueError(f"{name}={value!r} must be an integer in [1, {high}] ({why})")
+
+
+def _guidance(name: str, value: object, none: str) -> float:
+    g = _number(name, value)
+    if math.isfinite(g) and g > MAX_GUIDANCE:
+        raise ValueError(
+            f"{name}={value!r} is beyond the sane maximum {MAX_GUIDANCE:g}: CFG at such scales overflows to "
+            "NaN at the first step (usual: 1-15)"
+        )
+    if not (math.isfinite(g) and g >= 1.0):
+        finite = "" if math.isfinite(g) and name == "guidance" else "a finite number "
+        raise ValueError(f"{name}={value!r} must be {finite}>= 1 ({none}) and <= {MAX_GUIDANCE:g}")
+    return g
+
+
+def check_request(num_frames: int | None = None, height: int | None = None, width: int | None = None) -> None:
+    """Model-independent bounds of a clip size (the unset ones are the model's defaults, not checked here);
+    each model's own size rule and the memory it needs are checked once it is loaded."""
+    if num_frames is not None:
+        _bounded_int("num_frames", num_frames, MAX_FRAMES, "a longer clip is out of reach of any model here")
+    for name, value in (("height", height), ("width", width)):
+        if value is not None:
+            _bounded_int(name, value, MAX_SIDE, "pixels")
+
+
+def check_option(name: str, value: object) -> Any:
+    """Check one :class:`SamplingOptions` field alone (no cross-field rules) and return it normalised;
+    what ``SamplingOptions.__post_init__`` runs per field, and what a caller can run before loading a
+    model, whose defaults fill in the rest."""
+    if name == "steps":
+        _bounded_int("steps", value, MAX_STEPS, "a bound against typos; 4-100 is usual")
+        return value
+    if name == "pyramid_stages":
+        check_positive_int(name, value)
+        return value
+    if name == "seed":
+        check_seed(value)
+        return value
+    if name == "guidance":
+        return _guidance(name, value, "1 = no guidance; CFG w = guidance - 1")
+    if name == "guidance_2":
+        return None if value is None else _guidance(name, value, "None = guidance")
+    if name in ("guidance_rescale", "shift", "denoise"):
+        v = _number(name, value)
+        if name == "guidance_rescale" and not 0.0 <= v <= 1.0:
+            raise ValueError(f"guidance_rescale={value!r} must be in [0, 1]")
+        if name == "shift" and not (math.isfinite(v) and v > 0):
+            raise ValueError(f"shift={value!r} must be a finite number > 0")
+        if name == "denoise" and not 0.0 < v <= 1.0:
+            raise ValueError(f"denoise={value!r} must be in (0, 1]")
+        return v
+    if name == "schedule":
+        check_choice("schedule", value, tuple(SCHEDULES))
+        return value
+    if name == "sampler":
+        check_choice("sampler", value, tuple(SAMPLERS))
+        return value
+    if name == "sigmas":
+        return None if value is None else check_sigma_list(value)
+    raise ValueError(f"unknown SamplingOptions option {name!r}")
+
+
+def check_options(**values: Any) -> None:
+    """:func:`check_option` over the given values that are not None (e.g. a command line before loading)."""
+    for name, value in values.items():
+        if value is not None:
+            check_option(name, value)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,32 +129,9 @@ class SamplingOptions(ConfigMixin):
     sigmas: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        check_positive_int("steps", self.steps)
-        check_positive_int("pyramid_stages", self.pyramid_stages)
-        check_seed(self.seed)
-        for name in ("guidance", "guidance_rescale", "shift", "denoise"):
-            object.__setattr__(self, name, _number(name, getattr(self, name)))
-        if not math.isfinite(self.guidance) or self.guidance < 1.0:
-            finite = "" if math.isfinite(self.guidance) else "a finite number "
-            raise ValueError(
-                f"guidance={self.guidance!r} must be {finite}>= 1 (1 = no guidance; CFG w = guidance - 1)"
-            )
-        if self.guidance_2 is not None:
-            object.__setattr__(self, "guidance_2", _number("guidance_2", self.guidance_2))
-            if not math.isfinite(self.guidance_2) or self.guidance_2 < 1.0:
-                raise ValueError(
-                    f"guidance_2={self.guidance_2!r} must be a finite number >= 1 (None = guidance)"
-                )
-        if not 0.0 <= self.guidance_rescale <= 1.0:
-            raise ValueError(f"guidance_rescale={self.guidance_rescale!r} must be in [0, 1]")
-        if not (math.isfinite(self.shift) and self.shift > 0):
-            raise ValueError(f"shift={self.shift!r} must be a finite number > 0")
-        if not 0.0 < self.denoise <= 1.0:
-            raise ValueError(f"denoise={self.denoise!r} must be in (0, 1]")
-        check_choice("schedule", self.schedule, tuple(SCHEDULES))
-        check_choice("sampler", self.sampler, tuple(SAMPLERS))
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, check_option(f.name, getattr(self, f.name)))
         if self.sigmas is not None:
-            object.__setattr__(self, "sigmas", check_sigma_list(self.sigmas))
             if self.steps != len(self.sigmas) - 1:
                 raise ValueError(
                     f"steps={self.steps} does not match sigmas={list(self.sigmas)} ({len(self.sigmas) - 1} "

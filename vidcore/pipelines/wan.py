@@ -275,6 +275,14 @@ class WanPipeline(Pipeline):
     def latent_channels(self) -> int:
         return self.dit.config.out_channels
 
+    def latent_rgb(self) -> Any:
+        from ..preview import WAN21, WAN22
+
+        factors = {16: WAN21, 48: WAN22}  # Wan 2.1 and Wan 2.2 TI2V-5B latents
+        if self.latent_channels not in factors:
+            raise NotImplementedError(f"no preview factors for {self.latent_channels}-channel Wan latents")
+        return factors[self.latent_channels]
+
     @property
     def vae_spatial_ratio(self) -> int:
         return self.vae.vae.spatial_ratio

@@ -5,6 +5,7 @@ resumable state, a progress bar with the loss and a line of mean losses every ``
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,8 @@ from ..sampling.flow import add_noise, velocity_target
 from ..sampling.pyramidal import latent_pyramid
 from .data import ShapeVideoDataset
 from .state import EMA, load_training_state, save_training_state
+
+C = TypeVar("C", bound=ConfigMixin)
 
 logger = logging.getLogger("vidcore")
 
@@ -151,12 +154,44 @@ RETIRED_KEYS = {
 def load_train_config(path_or_name: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """TrainConfig from a JSON file or shipped config name; unknown keys raise, retired ones are dropped."""
     path = resolve_config_path(path_or_name)
-    data = json.loads(path.read_text())
+    data = read_config_object(path, "training config")
     data.update(overrides or {})
     for key in sorted(RETIRED_KEYS.keys() & data.keys()):
         logger.warning("%s: ignoring retired TrainConfig key %r (%s)", path, key, RETIRED_KEYS[key])
         del data[key]
-    return TrainConfig.from_dict(data)
+    return config_from_data(TrainConfig, data, path)
+
+
+def read_config_object(path: Path, what: str) -> dict[str, Any]:
+    """The JSON object in a config file; errors name the file (not valid JSON, not an object)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read {what} {str(path)!r}: {e}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{what} {str(path)!r} is not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{what} {str(path)!r} holds a JSON {type(data).__name__}; expected an object of keys"
+        )
+    return data
+
+
+def config_from_data(cls: type[C], data: dict[str, Any], path: Path) -> C:
+    """``cls.from_dict(data)`` whose errors name the file: missing required keys listed by name (instead of
+    the dataclass's "__init__() missing N required positional arguments"), other problems prefixed."""
+    required = [
+        f.name
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise ValueError(f"config {str(path)!r} is missing the keys {', '.join(missing)}")
+    try:
+        return cls.from_dict(data)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"config {str(path)!r}: {e}") from None
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
