@@ -447,7 +447,8 @@ def test_vidcore_distill_export_writes_a_model_folder_that_runs(tmp_path, capsys
     for k, v in student.items():
         torch.testing.assert_close(stored[k].float(), v, rtol=1e-3, atol=1e-4)
     card = (dest / "MODEL_CARD.md").read_text()
-    assert "--export" in card and '"teacher_guidance": 3.0' in card
+    assert f"vidcore distill --teacher {teacher} --config {config} --export {dest}" in card
+    assert '"teacher_guidance": 3.0' in card
 
     pipe = load_pipeline(str(dest))
     assert next(pipe.dit.parameters()).dtype == torch.float32

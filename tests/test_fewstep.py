@@ -123,3 +123,33 @@ def test_cli_and_sampler_node_take_explicit_lists(distilled, tmp_path):
     )
     with pytest.raises(ValueError, match="sigmas='1,x' must be comma-separated numbers"):
         N["VidCoreSampler"]().sample(*args, "1,x")
+
+
+def test_shipped_tiny_turbo_runs_in_four_steps_without_cfg(caplog):
+    """The shipped student: its own 4 noise levels, no CFG, the re-noising sampler, the teacher's VAE byte for
+    byte, half-precision weights run in float32; 4 network evaluations per video."""
+    import vidcore
+    from vidcore.pipelines.builtin import builtin_models
+
+    folder = builtin_models()["tiny-turbo"]
+    assert (folder / "vae.safetensors").read_bytes() == (
+        builtin_models()["tiny"] / "vae.safetensors"
+    ).read_bytes()
+    pipe = vidcore.load_pipeline("tiny-turbo")
+    opts = pipe.default_options()
+    assert (opts.steps, opts.guidance, opts.sampler) == (4, 1.0, "renoise")
+    assert list(opts.sigmas) == [1.0, 0.75, 0.5, 0.25, 0.0]
+    assert next(pipe.dit.parameters()).dtype == torch.float32
+    calls = []
+    inner = pipe.dit.forward
+
+    def counted(x, *args, **kwargs):
+        calls.append(x.shape[0])
+        return inner(x, *args, **kwargs)
+
+    pipe.dit.forward = counted
+    frames = pipe.generate("a red circle moving right", seed=0)
+    assert calls == [1, 1, 1, 1]  # one forward per step, batch 1: no unconditional branch
+    assert frames.shape == (17, 64, 64, 3) and 0.0 <= float(frames.min()) and float(frames.max()) <= 1.0
+    teacher = vidcore.load_pipeline("tiny").dit.state_dict()
+    assert any(not torch.equal(v, teacher[k]) for k, v in pipe.dit.state_dict().items())

@@ -141,6 +141,7 @@ def test_every_pair_exists_and_templates_are_ui_files():
         "text_to_video_tiny",
         "text_to_video_score",
         "text_to_video_pyramidal",
+        "text_to_video_turbo",
         "video_to_video",
         "score_video",
         "caption_refine_regenerate",

@@ -280,6 +280,15 @@ API: dict[str, dict] = {
         "vidcore/pyramidal",
         "a blue square moving left on a black background",
     ),
+    # The 4-step student: its own noise levels (sigmas empty = the model's list for 4 steps), no CFG
+    # (guidance 1: CFG 7 was distilled in), the re-noising sampler it was trained for.
+    "text_to_video_turbo": _generate(
+        _model("tiny-turbo"),
+        "a green triangle moving up on a black background",
+        "",
+        _sampler(steps=4, guidance=1.0, sampler="renoise"),
+        "vidcore/text_to_video_turbo",
+    ),
     "video_to_video": _v2v(),
     "caption_refine_regenerate": _caption_regenerate(),
     "ltx_video_text_to_video": _ltx(
@@ -327,6 +336,7 @@ TITLES = {
     "text_to_video_tiny": "VidCore: text -> video (tiny)",
     "text_to_video_score": "VidCore: text -> video (tiny), scored by Video Metrics",
     "text_to_video_pyramidal": "VidCore: text -> video, pyramidal sampler",
+    "text_to_video_turbo": "VidCore: text -> video in 4 steps (tiny-turbo, no CFG)",
     "video_to_video": "VidCore: video -> video (encode, partial denoise, decode)",
     "caption_refine_regenerate": "VidCore: caption -> refined prompt -> regenerate",
     "score_video": "VidCore: score a video (optical flow, warp loss, metrics)",

@@ -47,9 +47,25 @@ def add_distill_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     return parser
 
 
-def run_distill(args: argparse.Namespace, argv: list[str] | None = None) -> int:
-    """Run `vidcore distill` for parsed ``args``; prints the student checkpoint (or exported folder) path.
-    ``argv`` (default: the process's arguments) is recorded in the exported model card."""
+def _command(args: argparse.Namespace) -> str:
+    """The `vidcore distill` command line of parsed ``args`` (for the exported model card)."""
+    words = ["vidcore", "distill", "--teacher", str(args.teacher), "--config", str(args.config)]
+    for flag, value in (
+        ("--steps", args.steps),
+        ("--method", args.method),
+        ("--out-dir", args.out_dir),
+        ("--train-steps", args.train_steps),
+        ("--export", args.export),
+    ):
+        if value is not None:
+            words += [flag, str(value)]
+    if args.export_dtype != "float16":
+        words += ["--export-dtype", args.export_dtype]
+    return shlex.join(words)
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    """Run `vidcore distill` for parsed ``args``; prints the student checkpoint (or exported folder) path."""
     from vidcore.pipelines import load_pipeline, resolve_model
 
     from .config import load_distill_config
@@ -75,7 +91,7 @@ def run_distill(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     pipe = load_pipeline(args.teacher)
     path = distill(pipe, cfg, log=lambda m: print(m, file=sys.stderr), teacher_name=str(args.teacher))
     if args.export is not None:
-        command = shlex.join(["vidcore", "distill", *(argv if argv is not None else sys.argv[1:])])
+        command = _command(args)
         path = export_student(
             cfg.out_dir, teacher_folder, args.export, command=command, store_dtype=args.export_dtype
         )
@@ -86,7 +102,7 @@ def run_distill(args: argparse.Namespace, argv: list[str] | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry point: ``python -m vidcore.distill.cli --config FILE ...``."""
     parser = add_distill_arguments(argparse.ArgumentParser(prog="vidcore distill"))
-    return run_distill(parser.parse_args(argv), argv)
+    return run_distill(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
