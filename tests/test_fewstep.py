@@ -153,3 +153,14 @@ def test_shipped_tiny_turbo_runs_in_four_steps_without_cfg(caplog):
     assert frames.shape == (17, 64, 64, 3) and 0.0 <= float(frames.min()) and float(frames.max()) <= 1.0
     teacher = vidcore.load_pipeline("tiny").dit.state_dict()
     assert any(not torch.equal(v, teacher[k]) for k, v in pipe.dit.state_dict().items())
+
+
+def test_distilled_model_warnings_come_once_per_setting(caplog):
+    import vidcore
+
+    pipe = vidcore.load_pipeline("tiny-turbo")
+    for _ in range(2):
+        pipe.generate("a red circle", seed=0, num_frames=5, guidance=2.0)
+        pipe.generate("a red circle", seed=0, num_frames=5, steps=3)
+    assert caplog.text.count("guidance=2.0 on a guidance-distilled model") == 1
+    assert caplog.text.count("distilled for [4] step(s); 3 steps use the flow schedule") == 1

@@ -157,16 +157,21 @@ class Pipeline(ABC):
 
     def _warn_distilled(self, options: SamplingOptions) -> None:
         """Step- and guidance-distilled models (config ``step_sigmas`` / ``guidance_distilled``) run with
-        other settings too, with a warning naming what they were distilled for."""
+        other settings too, with a warning naming what they were distilled for (once per pipeline and
+        setting: an evaluation loop is not flooded)."""
+        warned = self.__dict__.setdefault("_distill_warnings", set())
         trained = sorted(len(s) - 1 for s in getattr(self.config, "step_sigmas", ()))
-        if trained and options.sigmas is None:
+        if trained and options.sigmas is None and ("steps", options.steps) not in warned:
+            warned.add(("steps", options.steps))
             log.warning(
                 "vidcore: %s was distilled for %s step(s); %d steps use the flow schedule instead",
                 getattr(self.config, "name", "this model"),
                 trained,
                 options.steps,
             )
-        if getattr(self.config, "guidance_distilled", False) and options.guidance != 1.0:
+        guided = getattr(self.config, "guidance_distilled", False) and options.guidance != 1.0
+        if guided and ("guidance", options.guidance) not in warned:
+            warned.add(("guidance", options.guidance))
             log.warning(
                 "vidcore: guidance=%s on a guidance-distilled model (CFG was distilled in; 1 = as trained)",
                 options.guidance,
