@@ -550,3 +550,35 @@ def test_help_shows_defaults_everywhere(capsys) -> None:
     assert "(default: 0)" in generate  # --seed
     train = " ".join(commands["train"].format_help().split())
     assert "override the total number of steps (default: from the config)" in train, train
+
+
+def test_generate_checks_folder_writability_and_free_space_before_work(tmp_path: Path, capsys, monkeypatch):
+    """A read-only output folder is refused before loading; a disk without room for the video before sampling
+    (the issue: both were raised only after the whole generation ran)."""
+    import collections
+
+    import vidcore.io.atomic as atomic
+    from vidcore.pipelines.base import Pipeline
+
+    out = tmp_path / "v.mp4"
+    real_access = os.access
+    monkeypatch.setattr(
+        atomic.os, "access", lambda p, mode: False if Path(p) == tmp_path else real_access(p, mode)
+    )
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["generate", "a red circle", "-o", str(out)])
+    assert (
+        exit_.value.code == 2
+        and f"output folder {str(tmp_path)!r} is not writable" in capsys.readouterr().err
+    )
+    monkeypatch.setattr(atomic.os, "access", real_access)
+
+    def never(*a, **k):
+        raise AssertionError("sampling started before the free-space check")
+
+    monkeypatch.setattr(Pipeline, "sample", never)
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(atomic.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
+    assert cli_main(["generate", "a red circle", "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "has 0.0 MiB free; the file needs about" in err and not out.exists()

@@ -232,7 +232,7 @@ def _run_generate(args: argparse.Namespace) -> int:
             raise SystemExit(f"vidcore generate: {e}") from None
     try:
         check_target(out, args.overwrite, flag="--overwrite")
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError, PermissionError) as e:
         raise SystemExit(f"vidcore generate: {e}") from None
     preview_file = _preview_file(args, out)
     _check_before_loading(args)
@@ -248,6 +248,16 @@ def _run_generate(args: argparse.Namespace) -> int:
     )
     run = getattr(pipe, "parallel", None)
     writer = run is None or run.is_writer
+    if writer:  # free space for the video, now that its size is known, before any sampling
+        cfg = pipe.config
+        n, h, w = (
+            v or d
+            for v, d in ((args.frames, cfg.num_frames), (args.height, cfg.height), (args.width, cfg.width))
+        )
+        raw = n * h * w * 3
+        check_target(
+            out, args.overwrite, "--overwrite", need_bytes=(raw if args.lossless else raw // 10) + 2**16
+        )
     frames = pipe.generate(
         args.prompt,
         negative_prompt=args.negative,

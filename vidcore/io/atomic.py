@@ -29,15 +29,28 @@ def _hidden_name(folder: Path, name: str, tag: str) -> Path:
     return folder / f".{name}.{secrets.token_hex(4)}.{tag}"
 
 
-def check_target(path: str | os.PathLike, overwrite: bool, flag: str = "overwrite=True") -> Path:
+def check_target(
+    path: str | os.PathLike, overwrite: bool, flag: str = "overwrite=True", need_bytes: int = 0
+) -> Path:
     """Validate an output file path; return it as a Path.
 
-    Its folder must exist; an existing entry must be a regular file (ValueError otherwise) and is
-    refused unless ``overwrite`` (FileExistsError naming ``flag``, the option that allows it).
+    Its folder must exist and be writable, with at least ``need_bytes`` free (an estimate of the file to
+    come, checked before the work that makes it); an existing entry must be a regular file (ValueError
+    otherwise) and is refused unless ``overwrite`` (FileExistsError naming ``flag``, the option that
+    allows it).
     """
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"output folder {str(path.parent)!r} does not exist")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"output folder {str(path.parent)!r} is not writable")
+    if need_bytes > 0:
+        free = shutil.disk_usage(path.parent).free
+        if free < need_bytes:
+            raise OSError(
+                f"output folder {str(path.parent)!r} has {free / 2**20:.1f} MiB free; the file needs about "
+                f"{need_bytes / 2**20:.1f} MiB"
+            )
     if os.path.lexists(path):
         if not path.is_file():
             raise ValueError(
