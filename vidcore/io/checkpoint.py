@@ -255,3 +255,31 @@ def load_into(
         converted[k] = v
     model.load_state_dict(converted, strict=True, assign=True)
     return model
+
+
+class Checkpointed:
+    """``save()`` / ``from_checkpoint()`` for an ``nn.Module`` built from one config dataclass: weights in
+    safetensors with the config (JSON) and ``KIND`` in the metadata. Subclasses set ``KIND`` and
+    ``CONFIG_CLASS`` and keep their config in ``self.config``."""
+
+    KIND: str
+    CONFIG_CLASS: type
+
+    def save(
+        self, path: str | os.PathLike, overwrite: bool = False, extra_metadata: dict[str, str] | None = None
+    ) -> Path:
+        return save_checkpoint(path, self, self.config, self.KIND, extra_metadata, overwrite)  # type: ignore[attr-defined, arg-type]
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Any:
+        """Build on ``meta`` from the config in the file's metadata and stream the tensors in (eval mode)."""
+        _, cfg = read_config(path, expected_kind=cls.KIND)
+        with torch.device("meta"):
+            model = cls(cls.CONFIG_CLASS.from_dict(cfg))  # type: ignore[call-arg, attr-defined]
+        state = load_state_dict(path, device=device or "cpu")
+        return load_into(model, state, dtype=dtype, source=str(path)).eval()

@@ -4,16 +4,14 @@ AdaLN-Zero, full or factorized (spatial + temporal) self-attention and cross-att
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from einops import rearrange
 from torch import Tensor, nn
 
 from ..config import ConfigMixin, check_choice, check_positive
-from ..io.checkpoint import load_into, load_state_dict, read_config, save_checkpoint
+from ..io.checkpoint import Checkpointed
 from ..ops.attention import (
     attention,
     full_attention,
@@ -182,13 +180,16 @@ class DiTBlock(nn.Module):
         return x + g_m[:, None] * self.mlp(modulate(self.norm_mlp(x), sh_m, sc_m))
 
 
-class SpacetimeDiT(nn.Module):
+class SpacetimeDiT(Checkpointed, nn.Module):
     """Patch embed -> DiT blocks -> modulated norm + linear -> unpatchify.
 
     ``forward(x, sigma, context, context_mask=None, pooled=None)`` maps latents ``[B, C, T, H, W]`` at
     noise level ``sigma`` (flow-matching time in [0, 1]) to the prediction named by ``config.prediction``
     (velocity ``ε - x0`` by default). Runs at any T/H/W divisible by the patch size.
     """
+
+    KIND = KIND  # checkpoint metadata kind (Checkpointed)
+    CONFIG_CLASS = DiTConfig
 
     def __init__(self, config: DiTConfig) -> None:
         super().__init__()
@@ -269,27 +270,6 @@ class SpacetimeDiT(nn.Module):
         out = sp.gather(self.proj_out(modulate(self.norm_out(hidden), shift, scale)), dim=1)
         out = rearrange(out, "b (t h w) c -> b t h w c", t=t, h=h, w=w)
         return unpatchify(out, cfg.patch_t, cfg.patch_s)
-
-    # ---- checkpoints -------------------------------------------------------------------------------
-
-    def save(
-        self, path: str | os.PathLike, overwrite: bool = False, extra_metadata: dict[str, str] | None = None
-    ) -> Path:
-        return save_checkpoint(path, self, self.config, KIND, extra_metadata, overwrite)
-
-    @classmethod
-    def from_checkpoint(
-        cls,
-        path: str | os.PathLike,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> SpacetimeDiT:
-        """Build on ``meta`` from the config in the file's metadata and stream the tensors in."""
-        _, cfg = read_config(path, expected_kind=KIND)
-        with torch.device("meta"):
-            model = cls(DiTConfig.from_dict(cfg))
-        state = load_state_dict(path, device=device or "cpu")
-        return load_into(model, state, dtype=dtype, source=str(path)).eval()
 
 
 def dit_parameter_count(cfg: DiTConfig) -> int:

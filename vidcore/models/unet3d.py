@@ -13,10 +13,8 @@ schedule drive it; it runs at any latent height/width divisible by ``grid_multip
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,7 +23,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..config import ConfigMixin, check_choice, check_positive
-from ..io.checkpoint import load_into, load_state_dict, read_config, save_checkpoint
+from ..io.checkpoint import Checkpointed
 from ..ops.attention import attention, temporal_attention
 from ..ops.embeddings import TimestepEmbedder, check_text_inputs, frame_position_embedding
 
@@ -265,7 +263,7 @@ def _skip_widths(cfg: UNet3DConfig) -> list[int]:
 # ---- the model ------------------------------------------------------------------------------------------
 
 
-class UNet3D(nn.Module):
+class UNet3D(Checkpointed, nn.Module):
     """conv_in -> down levels (ResBlocks [+ attention], stride-2 convs) -> middle (ResBlock, temporal
     attention, cross-attention, ResBlock) -> up levels (ResBlocks on [h, skip] [+ attention], upsampling)
     -> GN, SiLU, zero-initialised conv_out.
@@ -274,6 +272,9 @@ class UNet3D(nn.Module):
     level ``sigma`` (flow-matching time in [0, 1]) to the prediction named by ``config.prediction``
     (velocity ``ε - x0`` by default).
     """
+
+    KIND = KIND  # checkpoint metadata kind (Checkpointed)
+    CONFIG_CLASS = UNet3DConfig
 
     def __init__(self, config: UNet3DConfig) -> None:
         super().__init__()
@@ -382,27 +383,6 @@ class UNet3D(nn.Module):
             else:
                 h = layer(torch.cat([h, skips.pop()], dim=1), emb, ctx, context_mask)
         return self.conv_out(F.silu(self.norm_out(h)))
-
-    # ---- checkpoints -------------------------------------------------------------------------------
-
-    def save(
-        self, path: str | os.PathLike, overwrite: bool = False, extra_metadata: dict[str, str] | None = None
-    ) -> Path:
-        return save_checkpoint(path, self, self.config, KIND, extra_metadata, overwrite)
-
-    @classmethod
-    def from_checkpoint(
-        cls,
-        path: str | os.PathLike,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> UNet3D:
-        """Build on ``meta`` from the config in the file's metadata and stream the tensors in."""
-        _, cfg = read_config(path, expected_kind=KIND)
-        with torch.device("meta"):
-            model = cls(UNet3DConfig.from_dict(cfg))
-        state = load_state_dict(path, device=device or "cpu")
-        return load_into(model, state, dtype=dtype, source=str(path)).eval()
 
 
 def _zero(m: nn.Module) -> None:
