@@ -520,10 +520,24 @@ def _manage(mm: Any, module: torch.nn.Module, role: str, load_device: torch.devi
     return patcher
 
 
+_PINNED_ATTR = "_vidcore_pinned"  # modules ComfyUI's model management must not move (see pin)
+
+
+def pin(handle: Any) -> None:
+    """Keep the denoisers of a handle where they are: a parallel run's rank 0 (vidcore WorkerPool) has
+    them on its own device, maybe sharded over the ranks, so :func:`use` must not offload or move them."""
+    for name, module in components(handle).items():
+        if name in ("dit", "transformer_2", "model"):
+            module.__dict__[_PINNED_ATTR] = True
+
+
 def _register(mm: Any, handle: Any, kind: str, load_device: torch.device) -> list[Any]:
-    """ModelPatchers for every module of a handle (one per module, shared between handles)."""
+    """ModelPatchers for every module of a handle (one per module, shared between handles; pinned
+    modules have none)."""
     patchers: dict[int, Any] = {}
     for name, module in components(handle).items():
+        if module.__dict__.get(_PINNED_ATTR):
+            continue
         patcher = _manage(mm, module, _role(name, kind), load_device)
         patchers.setdefault(id(patcher), patcher)
     return list(patchers.values())

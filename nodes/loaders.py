@@ -172,6 +172,36 @@ def _check_model_inputs(model_name, text_encoder_name, vae_name, clip_vision_nam
     return parts
 
 
+PARALLEL_TIP = (
+    "Run the sampler on several processes, e.g. 'cfg=2' (CFG branches on two devices), 'ulysses=2' or "
+    "'ulysses=2,ring=2' (sequence parallel), add ',fsdp' to shard weights. Worker processes are started "
+    "once per model and kept. Empty = this process only."
+)
+DEVICES_TIP = (
+    "With parallel: one device per process, e.g. 'cuda:0,cuda:1', or 'cuda' / 'cpu' for all of them. "
+    "Empty = ComfyUI's device kind."
+)
+
+
+def _parallel_devices(parallel: str | None, devices: str | None) -> tuple[str, str] | None:
+    """(parallel, devices) of a Load Model run on several processes, None for one process; ValueError for
+    a bad spec or devices this machine lacks."""
+    from vidcore.distributed import as_parallel_config, parse_devices
+
+    parallel, devices = (parallel or "").strip(), (devices or "").strip()
+    if not parallel:
+        if devices:
+            raise ValueError(
+                f"devices={devices!r} is only used with parallel (e.g. parallel='cfg=2'); clear devices to "
+                "run on ComfyUI's device"
+            )
+        return None
+    config = as_parallel_config(parallel)
+    devices = devices or _host.torch_device().type
+    parse_devices(devices, config.world_size)
+    return parallel, devices
+
+
 def _device_dtype(precision: str):
     device = _host.torch_device()
     return device, _host.resolve_precision(precision, device)
@@ -237,14 +267,25 @@ class VidCoreLoadModel:
                         "models/clip_vision. auto = the checkpoint's own (diffusers folders).",
                     },
                 ),
+                "parallel": ("STRING", {"default": "", "tooltip": PARALLEL_TIP}),
+                "devices": ("STRING", {"default": "", "tooltip": DEVICES_TIP}),
             },
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, model_name, text_encoder_name=None, vae_name=None, clip_vision_name=None):
+    def VALIDATE_INPUTS(
+        cls,
+        model_name,
+        text_encoder_name=None,
+        vae_name=None,
+        clip_vision_name=None,
+        parallel=None,
+        devices=None,
+    ):
         # Replaces ComfyUI's "value not in list" for these combos with what to put in which folder.
         try:
             _check_model_inputs(model_name, text_encoder_name, vae_name, clip_vision_name)
+            _parallel_devices(parallel, devices)
         except ValueError as e:
             return str(e)
         return True
@@ -256,12 +297,22 @@ class VidCoreLoadModel:
         text_encoder_name: str | None = None,
         vae_name: str | None = None,
         clip_vision_name: str | None = None,
+        parallel: str | None = None,
+        devices: str | None = None,
     ):
         from vidcore.pipelines import load_pipeline
 
         parts = _check_model_inputs(model_name, text_encoder_name, vae_name, clip_vision_name)
         path = parts.pop("path")
         device, dtype = _device_dtype(precision)
+        spread = _parallel_devices(parallel, devices)
+        if spread is not None:  # ranks 1.. in worker processes kept for later runs; this process is rank 0
+            from vidcore.distributed import shared_pool
+
+            pool = shared_pool(path, spread[0], spread[1], dtype=dtype, **parts).start()
+            _host.pin(pool.pipeline)
+            pipe = pool.pooled()
+            return (pipe, pipe.vae, pipe.text_encoder)
         kind = "pipeline" + "".join(f":{k}={v}" for k, v in parts.items() if v is not None)
         pipe = _host.MODELS.get(
             kind, path, device, dtype, lambda: load_pipeline(path, _host.weights_device(), dtype, **parts)

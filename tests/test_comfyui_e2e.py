@@ -353,3 +353,66 @@ def test_free_gives_back_our_models_memory_and_a_precision_change_keeps_one_copy
     # One copy: bf16 holds half the fp32 bytes; keeping the fp32 copy too would add a full fp32 size on top.
     assert bf16 - base < 0.5 * size + 0.25 * size, "after a precision change only the bf16 copy may remain"
     assert bf16 - end > 0.4 * size, "POST /free must give the bf16 copy back as well"
+
+
+def _tiny_latents(server, **load_inputs) -> torch.Tensor:
+    """The sampler's latents of the tiny text-to-video graph (4 steps, saved with core SaveLatent)."""
+    from safetensors.torch import load_file
+
+    prompt = json.loads((ROOT / "workflows" / "api" / "text_to_video_tiny.json").read_text())
+    prompt["1"]["inputs"].update(load_inputs)
+    prompt["5"]["inputs"]["steps"] = 4
+    for nid in ("6", "7"):
+        del prompt[nid]
+    prefix = f"vidcore_test/latent_{uuid.uuid4().hex[:8]}"
+    prompt["8"] = {"class_type": "SaveLatent", "inputs": {"samples": ["5", 0], "filename_prefix": prefix}}
+    entry = server.wait(server.submit(prompt))
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"], indent=1)[-3000:]
+    (saved,) = entry["outputs"]["8"]["latents"]
+    return load_file(str(server.output / saved["subfolder"] / saved["filename"]))["latent_tensor"]
+
+
+def _spawned_workers(pid: int) -> set[int]:
+    """Pids of the multiprocessing-spawned children of ``pid`` (not its resource tracker), from /proc."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and b"spawn_main" in cmd:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def test_parallel_load_model_samples_on_worker_processes_like_one_process(server):
+    one = _tiny_latents(server)
+    before = _spawned_workers(server.proc.pid)
+    two = _tiny_latents(server, parallel="cfg=2", devices="cpu")
+    workers = _spawned_workers(server.proc.pid) - before
+    assert len(workers) == 1, "cfg=2 runs rank 0 in the server and one spawned worker"
+    again = _tiny_latents(server, parallel="cfg=2", devices="cpu")  # the same pool serves the next run
+    assert workers <= _spawned_workers(server.proc.pid)
+    # Rank 0 runs with ComfyUI's thread count, the worker with torch's default: last-bit differences only.
+    assert one.shape == two.shape and float((two - one).abs().max()) < 1e-4
+    assert torch.equal(two, again)
+    status, body = server.post(
+        "/prompt",
+        {
+            "prompt": {
+                **json.loads((ROOT / "workflows" / "api" / "text_to_video_tiny.json").read_text()),
+                "1": {
+                    "class_type": "VidCoreLoadModel",
+                    "inputs": {
+                        "model_name": "tiny",
+                        "precision": "auto",
+                        "parallel": "cfg=2",
+                        "devices": "cuda:7",
+                    },
+                },
+            },
+            "client_id": "t",
+        },
+    )
+    assert status == 400 and "names 1 devices but the parallel run has 2 ranks" in json.dumps(body), body

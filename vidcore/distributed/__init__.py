@@ -21,6 +21,7 @@ from .fsdp import shard_weights
 from .mesh import ParallelMesh, init_parallel
 from .run import ParallelDenoiser, ParallelRun, check_agreement, parallelize
 from .sequence import SequenceParallelRun, sequence_parallel
+from .workers import PooledPipeline, WorkerPool, close_shared_pool, parse_devices, shared_pool
 
 __all__ = [
     "CommCounter",
@@ -29,12 +30,17 @@ __all__ = [
     "ParallelError",
     "ParallelMesh",
     "ParallelRun",
+    "PooledPipeline",
     "SequenceParallelRun",
+    "WorkerPool",
     "as_parallel_config",
     "check_agreement",
+    "close_shared_pool",
     "count_comm",
     "init_parallel",
     "parallelize",
+    "parse_devices",
     "sequence_parallel",
     "shard_weights",
+    "shared_pool",
 ]
