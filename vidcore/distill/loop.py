@@ -71,17 +71,7 @@ def distill(
     student.train()
     run = Run(cfg, student, log)  # type: ignore[arg-type]  (DistillConfig has the fields Run reads)
     method = make_method(cfg)
-    data = ShapeVideoDataset(cfg.seed, cfg.num_frames, cfg.height, cfg.width)
-    cache = LatentCache(teacher_pipe.vae, teacher_pipe.text_encoder, data, cfg.latent_cache, log=log)
-    pooled_on = teacher.config.pooled_text
-    empty = [cache.empty] * cfg.batch
-    uncond = velocity_fn(
-        teacher, cache.emb[empty], cache.mask[empty], cache.pooled[empty] if pooled_on else None
-    )
     name = teacher_name or getattr(getattr(teacher_pipe, "config", None), "name", "")
-    bar = _bar(cfg.steps, run.step)
-    bar.set_description(f"distill {cfg.method}")
-    t0 = time.time()
 
     def publish() -> None:  # the EMA student and the run's summary, under this invocation's config
         summary = _summary(cfg, run, name)
@@ -91,7 +81,20 @@ def distill(
         )
         write_text(run.out / SUMMARY_FILE, json.dumps(summary, indent=2), overwrite=True)
 
-    ran = False
+    if run.step >= cfg.steps:  # a finished run invoked again (e.g. to --export): no data needed
+        publish()
+        return run.out / STUDENT_FILE
+    data = ShapeVideoDataset(cfg.seed, cfg.num_frames, cfg.height, cfg.width)
+    cache = LatentCache(teacher_pipe.vae, teacher_pipe.text_encoder, data, cfg.latent_cache, log=log)
+    pooled_on = teacher.config.pooled_text
+    empty = [cache.empty] * cfg.batch
+    uncond = velocity_fn(
+        teacher, cache.emb[empty], cache.mask[empty], cache.pooled[empty] if pooled_on else None
+    )
+    bar = _bar(cfg.steps, run.step)
+    bar.set_description(f"distill {cfg.method}")
+    t0 = time.time()
+
     while run.step < cfg.steps:
         started = time.perf_counter()
         rng = random.Random(cfg.seed * 1_000_003 + run.step)
@@ -110,12 +113,9 @@ def distill(
         run.record(parts)
         bar.update(1)
         bar.set_postfix(loss=f"{parts['loss']:.4g}")
-        ran = True
         if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps:
             run.checkpoint({"wall_s": time.time() - t0})
             publish()
-    if not ran:  # a finished run invoked again (e.g. with --export): nothing to train, same student
-        publish()
     bar.close()
     return run.out / STUDENT_FILE
 
