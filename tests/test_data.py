@@ -188,3 +188,33 @@ def test_bad_input_raises_naming_the_value():
         render([])
     with pytest.raises(ValueError, match="colour='ruby'"):
         caption_for("circle", "ruby", "left", random.Random(0))
+
+
+def test_shape_twins_differ_only_in_the_shape_and_its_word():
+    t, h, w = 17, 64, 64
+    ds = ShapeVideoDataset(seed=3)
+    changed_words = 0
+    for i in range(120):
+        spec, caption = ds.spec_and_caption(i)
+        twin, twin_caption = ds.twin(i)
+        assert twin.shape == SHAPES[(SHAPES.index(spec.shape) + 1) % 3]
+        same = ("colour", "direction", "speed", "x0", "y0", "background", "bg_level", "bg_tint", "bg_texture")
+        assert all(getattr(twin, k) == getattr(spec, k) for k in same)
+        assert parse_caption(twin_caption) == {**parse_caption(caption), "shape": twin.shape}
+        a, b = caption.split(), twin_caption.split()
+        changed_words += len(set(a) ^ set(b)) > 0
+        assert len(a) - 3 <= len(b) <= len(a) + 3  # same template: only the shape phrase differs
+    assert changed_words == 120
+    # The twin stays inside the frame and inside the original's box (nothing on the 2-pixel border).
+    twins = [ds.twin(i)[0] for i in range(120)]
+    alpha = (0.5 - _signed_distance(twins, t, h, w)).clamp(0, 1)
+    ring = torch.ones(h, w, dtype=torch.bool)
+    ring[2:-2, 2:-2] = False
+    assert alpha[:, :, ring].max() == 0.0
+    batch = ds.twin_items(10, 4)
+    assert batch["video"].shape == (4, 3, t, h, w) and batch["index"] == [10, 11, 12, 13]
+    assert batch["caption"] == [ds.twin(10 + k)[1] for k in range(4)]
+    with pytest.raises(ValueError, match="index=-1 must be an int >= 0"):
+        ds.twin(-1)
+    with pytest.raises(ValueError, match="n=0 must be an int >= 1"):
+        ds.twin_items(0, 0)

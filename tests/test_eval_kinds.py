@@ -366,3 +366,17 @@ def test_eval_shapes_command_names_a_bad_limit():
 
     with pytest.raises(SystemExit, match="--limit 0 must be >= 1"):
         main(["eval", "shapes", "--limit", "0"])
+
+
+def test_eval_shapes_at_another_frame_count(capsys):
+    import json
+
+    from vidcore.cli import main
+
+    assert main(["eval", "shapes", "--limit", "1", "--frames", "9", "--threads", "1"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["num_frames"] == 9 and report["prompts"] == 1
+    assert report["all_prompts"]["found"] == 1.0  # a 9-frame video was generated and judged
+    assert main(["eval", "shapes", "--limit", "1", "--frames", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "--frames 10 must be 1 + 4k" in err and "eval shapes:" not in err  # refused before generating

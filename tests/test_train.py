@@ -8,9 +8,11 @@ import torch
 
 from vidcore.models.dit import DiTConfig, SpacetimeDiT
 from vidcore.models.vae import CausalVAE3D
-from vidcore.train.data import ShapeVideoSpec, render
+from vidcore.train.data import ShapeVideoDataset, ShapeVideoSpec, render
 from vidcore.train.trainer import (
+    LatentCache,
     TrainConfig,
+    draw_batch,
     foreground_weight,
     latent_foreground,
     load_train_config,
@@ -115,7 +117,8 @@ def test_dit_training_runs_and_resumes(tmp_path):
     assert any(p.abs().sum() > 0 for p in model.proj_out.parameters())  # the zero-init output layer learned
 
 
-def test_data_parallel_dit_training_matches_single_process(tmp_path):
+@pytest.mark.parametrize("twins", [0.0, 0.5])
+def test_data_parallel_dit_training_matches_single_process(tmp_path, twins):
     text = make_bert_folder(tmp_path / "text")
     vae_path = train_vae(_vae_cfg(tmp_path / "vae", 1), log=lambda m: None)
     base = {
@@ -133,6 +136,7 @@ def test_data_parallel_dit_training_matches_single_process(tmp_path):
         "steps": 3,
         "lr": 1e-2,
         "latent_fg_weight": 4.0,  # the object masks are all-gathered with the latents
+        "shape_twins": twins,  # so are the twins' latents, masks and text rows
         "model": {"in_channels": 4, "out_channels": 4, "width": 16, "depth": 1, "heads": 2, "text_dim": 32},
     }
     one = train_dit(TrainConfig.from_dict({**base, "out_dir": str(tmp_path / "one")}), log=lambda m: None)
@@ -321,3 +325,36 @@ def test_workers_exit_when_the_launching_process_dies():
     while _alive(pid) and time.time() < deadline:
         time.sleep(0.05)
     assert not _alive(pid), "the worker outlived its launcher"
+
+
+def test_shape_twin_batches_pair_each_item_with_its_twin(tmp_path):
+    from vidcore.text import load_text_encoder
+
+    text = load_text_encoder(str(make_bert_folder(tmp_path / "text")))
+    vae = CausalVAE3D.from_checkpoint(train_vae(_vae_cfg(tmp_path / "vae", 1), log=lambda m: None))
+    data = ShapeVideoDataset(0, 5, 32, 32)
+    cache = LatentCache(vae, text, data, 8, foreground=True, log=lambda m: None, twins=True)
+    with torch.no_grad():
+        twin_z = vae.encode(data.twin_items(0, 8)["video"])
+    assert torch.allclose(cache.twin_latents, twin_z)
+    emb, mask = text.encode([data.twin(3)[1], ""])
+    row, k = cache.twin_row(3), int(mask[0].sum())
+    assert torch.allclose(cache.emb[row, :k], emb[0, :k], atol=1e-6)
+    assert int(cache.mask[row].sum()) == k and int(cache.mask[cache.empty].sum()) == int(mask[1].sum())
+    base = {"kind": "dit", "out_dir": "x", "vae": "v", "steps": 1, "batch_size": 8, "latent_cache": 8}
+    base["caption_dropout"] = 0.5
+    cfg = TrainConfig.from_dict({**base, "shape_twins": 0.5})
+    b = draw_batch(cfg, cache, step=5, levels=[])
+    assert b.pairs == 2
+    assert torch.equal(b.noise[-2:], b.noise[:2]) and torch.equal(b.sigma[-2:], b.sigma[:2])
+    plain = draw_batch(TrainConfig.from_dict(base), cache, step=5, levels=[])
+    assert torch.equal(plain.x0[:6], b.x0[:6]) and torch.equal(plain.noise[:6], b.noise[:6])
+    idx = [i for i in range(8) if torch.equal(cache.latents[i], b.x0[0])][:1]
+    assert idx and torch.equal(b.x0[6], cache.twin_latents[idx[0]])  # item 0's twin sits at position 6
+    assert b.mask[:2].any(dim=1).all() and b.mask[-2:].any(dim=1).all()  # pairs keep their captions
+    assert torch.equal(b.emb[6], cache.emb[cache.twin_row(idx[0])])
+    with pytest.raises(ValueError, match="built with twins=True"):
+        plain_cache = LatentCache(vae, text, data, 8, log=lambda m: None)
+        draw_batch(cfg, plain_cache, step=0, levels=[])
+    with pytest.raises(ValueError, match=r"shape_twins=1.5 must be in \[0, 1\]"):
+        TrainConfig.from_dict({**base, "shape_twins": 1.5})

@@ -357,6 +357,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--frames", type=int, default=None, help="frames per video (33: length scaling)")
     p.set_defaults(func=_run_eval)
 
 
@@ -380,6 +381,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         seed=args.seed,
         threads=args.threads,
         progress=True,
+        num_frames=args.frames,
     )
     print(format_kind_table(report), file=sys.stderr)
     print(json.dumps(report, indent=2))
@@ -392,7 +394,7 @@ NONE_MEANS = {
         {"frames", "height", "width", "steps", "guidance", "schedule", "shift", "sampler", "fps"},
         "the model's own",
     ),
-    "eval": ({"steps", "guidance", "schedule"}, "the model's own"),
+    "eval": ({"steps", "guidance", "schedule", "frames"}, "the model's own"),
     "train": ({"steps", "out_dir", "threads", "processes", "init_from"}, "from the config"),
     "distill": ({"steps", "method", "out_dir", "train_steps"}, "from the config"),
 }
@@ -489,7 +491,13 @@ FLAGS = {
         "overwrite": "--overwrite",
         "parallel": "--parallel",
     },
-    "eval": {"steps": "--steps", "guidance": "--guidance", "schedule": "--schedule", "seed": "--seed"},
+    "eval": {
+        "steps": "--steps",
+        "guidance": "--guidance",
+        "schedule": "--schedule",
+        "seed": "--seed",
+        "num_frames": "--frames",
+    },
     "score": {"max_frames": "--max-frames", "stride": "--stride", "overwrite": "--overwrite"},
     "caption": {"device": "--device", "overwrite": "--overwrite"},
     "convert": {"overwrite": "--overwrite"},

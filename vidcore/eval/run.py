@@ -22,6 +22,7 @@ def evaluate_model(
     seed: int = 0,
     threads: int | None = None,
     progress: bool = False,
+    num_frames: int | None = None,
 ) -> dict[str, Any]:
     """Accuracy (colour, shape, direction, all three), single-object rate and temporal consistency on
     held-out phrasings, with the settings used and the mean generation time per video (same run, machine).
@@ -30,6 +31,8 @@ def evaluate_model(
     older reports compare); ``all_prompts`` covers every prompt run; ``headline`` (held-out templates, word
     orders and combinations of known words), ``by_kind`` and ``unseen_word`` (with the text-probe ceiling
     of the model's own text encoder) come from :func:`vidcore.eval.shapes.kind_report`.
+    ``num_frames`` samples other lengths than the model's default (e.g. 33 instead of 17, to see how a
+    model trained on 17 frames holds up when the frame count doubles).
     """
     from ..pipelines import load_pipeline
 
@@ -38,6 +41,8 @@ def evaluate_model(
     if threads is not None:
         torch.set_num_threads(threads)
     pipe = load_pipeline(model)
+    if num_frames is not None:  # refused before any video is generated (e.g. 10 frames for a 1 + 4k VAE)
+        pipe.latent_shape(num_frames, pipe.config.height, pipe.config.width)
     prompts = eval_prompts()
     if limit is not None:
         prompts = prompts[:limit]
@@ -45,7 +50,9 @@ def evaluate_model(
 
     def generate(prompt: str, s: int) -> torch.Tensor:
         start = time.perf_counter()
-        frames = pipe.generate(prompt, steps=steps, guidance=guidance, schedule=schedule, seed=s)
+        frames = pipe.generate(
+            prompt, num_frames=num_frames, steps=steps, guidance=guidance, schedule=schedule, seed=s
+        )
         times.append(time.perf_counter() - start)
         return frames
 
@@ -57,6 +64,7 @@ def evaluate_model(
     return {
         "model": model,
         "prompts": len(prompts),
+        "num_frames": cfg.num_frames if num_frames is None else num_frames,
         "steps": cfg.steps if steps is None else steps,
         "guidance": cfg.guidance if guidance is None else guidance,
         "schedule": cfg.schedule if schedule is None else schedule,

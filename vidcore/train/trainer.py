@@ -14,7 +14,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -104,6 +104,11 @@ class TrainConfig(ConfigMixin):
     # Denoiser loss weight on latent positions the object covers (1 = plain MSE). Most of a shape video's
     # latent is background, so without it the object's outline barely moves the loss.
     latent_fg_weight: float = 1.0
+    # Share of each batch given to counterfactual shape twins (0 = off): the last `share x batch / 2` items
+    # are replaced by twins of the first ones (same colour, motion, place, caption but the shape word;
+    # `ShapeVideoDataset.twin`) with the same noise and noise level, so the only thing that tells the
+    # pair's targets apart is the shape word: a direct signal for binding shape words (issue 14).
+    shape_twins: float = 0.0
     processes: int = 1  # data-parallel worker processes (one torch thread each), denoisers only
     init_from: str = ""  # model checkpoint to start from when out_dir holds no training state yet
 
@@ -115,6 +120,8 @@ class TrainConfig(ConfigMixin):
             raise ValueError(
                 f"caption_dropout={self.caption_dropout} and lowres_prob={self.lowres_prob} must be in [0, 1)"
             )
+        if not 0 <= self.shape_twins <= 1:
+            raise ValueError(f"TrainConfig.shape_twins={self.shape_twins} must be in [0, 1] (0 = off)")
         if not self.latent_fg_weight >= 1:
             raise ValueError(f"TrainConfig.latent_fg_weight={self.latent_fg_weight} must be >= 1 (1 = off)")
         if isinstance(self.processes, bool) or not isinstance(self.processes, int) or self.processes < 1:
@@ -454,7 +461,8 @@ class LatentCache:
     With ``world`` data-parallel workers each encodes an equal contiguous share and the shares are
     all-gathered, so every worker holds the whole cache. Text rows are padded to one length L (mask
     False beyond each caption) so batches index directly; row ``n`` is the empty prompt (the
-    unconditional branch used for caption dropout).
+    unconditional branch used for caption dropout). With ``twins`` the items' counterfactual shape twins
+    are cached too: ``twin_latents[i]`` / ``twin_foreground[i]`` and text row ``twin_row(i)``.
     """
 
     def __init__(
@@ -470,19 +478,25 @@ class LatentCache:
         log: Callable[[str], None] = print,
         rank: int = 0,
         world: int = 1,
+        twins: bool = False,
     ) -> None:
         t0 = time.time()
         share = n // world
         lo = start + rank * share
-        latents, captions, rows, masks = [], [], [], []
+        kinds = (data.items, data.twin_items) if twins else (data.items,)
+        latents, captions, masks = [[] for _ in kinds], [[] for _ in kinds], [[] for _ in kinds]
+        rows = []
         with torch.no_grad():
             for i in range(lo, lo + share, chunk):
-                batch = data.items(i, min(chunk, lo + share - i))
-                latents.append(vae.encode(batch["video"]))
-                captions.extend(batch["caption"])
-                if foreground:
-                    masks.append(latent_foreground(batch["video"], latents[-1].shape[-3:]).to(torch.uint8))
-            texts = captions + [""]  # every worker encodes the empty prompt; only one copy is kept
+                for k, items in enumerate(kinds):
+                    batch = items(i, min(chunk, lo + share - i))
+                    z = vae.encode(batch["video"])
+                    latents[k].append(z)
+                    captions[k].extend(batch["caption"])
+                    if foreground:
+                        masks[k].append(latent_foreground(batch["video"], z.shape[-3:]).to(torch.uint8))
+            # Every worker encodes the empty prompt; only one copy is kept. Twins' rows come after it.
+            texts = captions[0] + [""] + (captions[1] if twins else [])
             for i in range(0, len(texts), chunk):
                 emb, mask = text_encoder.encode(texts[i : i + chunk])
                 rows.append((emb, mask, text_encoder.encode_pooled(texts[i : i + chunk])))
@@ -495,22 +509,36 @@ class LatentCache:
         emb = torch.cat([F.pad(e, (0, 0, 0, length - e.shape[1])) for e, _, _ in rows])
         mask = torch.cat([F.pad(m, (0, length - m.shape[1]), value=False) for _, m, _ in rows])
         pooled = torch.cat([p for _, _, p in rows])
-        parts = [torch.cat(latents), emb[:-1], mask[:-1], pooled[:-1]]
-        if foreground:
-            parts.append(torch.cat(masks))
+        text = [(emb[:share], mask[:share], pooled[:share])]
+        if twins:
+            text.append((emb[share + 1 :], mask[share + 1 :], pooled[share + 1 :]))
+        parts = []
+        for k in range(len(kinds)):
+            parts += [torch.cat(latents[k]), *text[k], *([torch.cat(masks[k])] if foreground else [])]
         if world > 1:
             parts = [_all_gather_cat(t, world) for t in parts]
+        per = 5 if foreground else 4
         # Object masks on the latent grid [n, 1, t, h, w] (uint8), or None without foreground weighting.
         self.foreground = parts[4] if foreground else None
         self.latents = parts[0]
-        self.emb = torch.cat([parts[1], emb[-1:]])
-        self.mask = torch.cat([parts[2], mask[-1:]])
-        self.pooled = torch.cat([parts[3], pooled[-1:]])
+        empty = (emb[share : share + 1], mask[share : share + 1], pooled[share : share + 1])
+        twin_text = parts[per + 1 : per + 4] if twins else (emb[:0], mask[:0], pooled[:0])
+        self.emb, self.mask, self.pooled = (
+            torch.cat([parts[1 + j], empty[j], twin_text[j]]) for j in range(3)
+        )
+        self.twin_latents = parts[per] if twins else None
+        self.twin_foreground = parts[per + 4] if twins and foreground else None
         self.window, self.empty = window, n
         log(
-            f"latent cache: {n} videos -> {tuple(self.latents.shape)}, text length {length}, "
-            f"{time.time() - t0:.0f}s"
+            f"latent cache: {n} videos{' + their shape twins' if twins else ''} -> "
+            f"{tuple(self.latents.shape)}, text length {length}, {time.time() - t0:.0f}s"
         )
+
+    def twin_row(self, i: int) -> int:
+        """Text row of item ``i``'s shape twin (the cache was built with ``twins``)."""
+        if self.twin_latents is None:
+            raise ValueError("this latent cache holds no shape twins (built without twins=True)")
+        return self.empty + 1 + i
 
 
 def _all_gather_cat(t: Tensor, world: int) -> Tensor:
@@ -642,28 +670,14 @@ def _train_denoiser_worker(rank: int, cfg: TrainConfig, world: int, log: Callabl
                 log=log,
                 rank=rank,
                 world=world,
+                twins=cfg.shape_twins > 0,
             )
-        rng = random.Random(cfg.seed * 1_000_003 + run.step)
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + run.step)
-        idx = [rng.randrange(cfg.latent_cache) for _ in range(cfg.batch_size)]
-        x0 = cache.latents[idx]
-        rows = [cache.empty if rng.random() < cfg.caption_dropout else i for i in idx]
-        emb, mask, pooled = (
-            cache.emb[rows],
-            cache.mask[rows],
-            cache.pooled[rows] if dcfg.pooled_text else None,
-        )
-        if levels and rng.random() < cfg.lowres_prob:
-            level = rng.choice(levels)
-            x0 = latent_pyramid(x0, level + 1)[0]  # bilinear /2 per level, as Pyramid Flow
-            scale = (1.0, float(2**level), float(2**level))
-        else:
-            scale = (1.0, 1.0, 1.0)
-        noise = torch.randn(x0.shape, generator=gen)
-        sigma = sample_sigmas(x0.shape[0], gen)
+        b = draw_batch(cfg, cache, run.step, levels)
+        x0, noise, sigma, emb, mask, scale = b.x0, b.noise, b.sigma, b.emb, b.mask, b.scale
+        pooled = b.pooled if dcfg.pooled_text else None
         weight = weight_mean = None
-        if cache.foreground is not None:
-            weight = foreground_weight(cache.foreground[idx].float(), x0.shape[-3:], cfg.latent_fg_weight)
+        if b.foreground is not None:
+            weight = foreground_weight(b.foreground.float(), x0.shape[-3:], cfg.latent_fg_weight)
             weight_mean = weight.mean()  # of the whole batch, before a worker takes its share
         if world > 1:  # every worker draws the whole batch (same RNG stream) and keeps its share
             mine = slice(rank, None, world)
@@ -687,6 +701,55 @@ def _train_denoiser_worker(rank: int, cfg: TrainConfig, world: int, log: Callabl
             export_ema(run, lambda: spec.model(dcfg), spec.weights)
     bar.close()
     return run.out / spec.weights
+
+
+@dataclass
+class DenoiserBatch:
+    """One training batch: clean latents, noise, noise levels, text rows (embeddings, mask, pooled), object
+    masks on the latent grid (or None) and the RoPE scale of its resolution."""
+
+    x0: Tensor
+    noise: Tensor
+    sigma: Tensor
+    emb: Tensor
+    mask: Tensor
+    pooled: Tensor
+    foreground: Tensor | None
+    scale: tuple[float, float, float]
+    pairs: int = 0  # the last `pairs` items are the shape twins of the first `pairs`
+
+
+def draw_batch(cfg: TrainConfig, cache: LatentCache, step: int, levels: Sequence[int]) -> DenoiserBatch:
+    """The whole batch of ``step`` (every data-parallel worker draws the same one and keeps its share): a
+    function of (seed, step) and the cache only, so resumed runs see the same batches."""
+    rng = random.Random(cfg.seed * 1_000_003 + step)
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    n = cfg.batch_size
+    idx = [rng.randrange(cfg.latent_cache) for _ in range(n)]
+    x0 = cache.latents[idx]
+    rows = [cache.empty if rng.random() < cfg.caption_dropout else i for i in idx]
+    fg = cache.foreground[idx] if cache.foreground is not None else None
+    pairs = int(n * cfg.shape_twins) // 2
+    if pairs:  # the last `pairs` items become the twins of the first ones (captions never dropped)
+        if cache.twin_latents is None:
+            raise ValueError(f"shape_twins={cfg.shape_twins} needs a latent cache built with twins=True")
+        x0 = torch.cat([x0[: n - pairs], cache.twin_latents[idx[:pairs]]])
+        rows[:pairs] = idx[:pairs]
+        rows[n - pairs :] = [cache.twin_row(i) for i in idx[:pairs]]
+        if fg is not None and cache.twin_foreground is not None:
+            fg = torch.cat([fg[: n - pairs], cache.twin_foreground[idx[:pairs]]])
+    scale = (1.0, 1.0, 1.0)
+    if levels and rng.random() < cfg.lowres_prob:
+        level = rng.choice(list(levels))
+        x0 = latent_pyramid(x0, level + 1)[0]  # bilinear /2 per level, as Pyramid Flow
+        scale = (1.0, float(2**level), float(2**level))
+    noise = torch.randn(x0.shape, generator=gen)
+    sigma = sample_sigmas(x0.shape[0], gen)
+    if pairs:  # a pair shares its noise and its noise level
+        noise[n - pairs :], sigma[n - pairs :] = noise[:pairs], sigma[:pairs]
+    return DenoiserBatch(
+        x0, noise, sigma, cache.emb[rows], cache.mask[rows], cache.pooled[rows], fg, scale, pairs
+    )
 
 
 def _mean_over_workers(value: Tensor, world: int) -> float:
