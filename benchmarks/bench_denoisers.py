@@ -19,7 +19,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._util import median_time, print_table  # noqa: E402
 from vidcore.models.dit import SpacetimeDiT  # noqa: E402
-from vidcore.models.unet3d import forward_flops  # noqa: E402
+from vidcore.models.unet3d import Conv, forward_flops  # noqa: E402
 from vidcore.pipelines import load_pipeline  # noqa: E402
 
 
@@ -37,20 +37,20 @@ def core_parameters(net: nn.Module) -> tuple[str, int, int, int | None]:
         form = 12 * depth * c * c
         return f"attn+MLP weights, {depth} blocks x C={c}: 12LC^2", measured, form, None
     measured = form = full = 0
-    convs = [m for m in net.modules() if isinstance(m, nn.Conv3d)]
-    for m in convs:
-        cout, cin, kt, kh, kw = m.weight.shape
-        measured += m.weight.numel()
-        if (kt, kh, kw) == (3, 1, 1):  # a factorized layer's temporal half: counted with its spatial half
-            continue
-        if (kt, kh, kw) == (1, 3, 3) or (kt, kh, kw) == (3, 3, 3):
-            factorized = (kt, kh, kw) == (1, 3, 3)
-            form += 9 * cin * cout + 3 * cout * cout if factorized else 27 * cin * cout
-            full += 27 * cin * cout
-        else:  # 1x1x1 skips and down-sampling convs: counted as they are
-            form += m.weight.numel()
-            full += m.weight.numel()
-    what = f"conv weights, {len(convs)} convs: sum 27CinCout (full) / 9CinCout+3Cout^2 (2+1)D"
+    layers = [m for m in net.modules() if isinstance(m, Conv)]  # the spatio-temporal conv layers
+    inside = {id(c) for m in layers for c in m.modules() if isinstance(c, nn.Conv3d)}
+    for m in layers:
+        cout, cin = m.spatial.weight.shape[:2]
+        measured += sum(c.weight.numel() for c in m.modules() if isinstance(c, nn.Conv3d))
+        form += 27 * cin * cout if m.temporal is None else 9 * cin * cout + 3 * cout * cout
+        full += 27 * cin * cout
+    for m in net.modules():  # 1x3x3 down/up-sampling and 1x1x1 skip convs: the same in both layouts
+        if isinstance(m, nn.Conv3d) and id(m) not in inside:
+            measured, form, full = (v + m.weight.numel() for v in (measured, form, full))
+    convs = sum(isinstance(m, nn.Conv3d) for m in net.modules())
+    what = (
+        f"conv weights, {len(layers)} layers ({convs} convs): sum 27CinCout (full) / 9CinCout+3Cout^2 (2+1)D"
+    )
     return what, measured, form, full
 
 
