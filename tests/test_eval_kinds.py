@@ -377,6 +377,15 @@ def test_eval_shapes_at_another_frame_count(capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["num_frames"] == 9 and report["prompts"] == 1
     assert report["all_prompts"]["found"] == 1.0  # a 9-frame video was generated and judged
+    (row,) = report["videos"]  # one row per prompt: what was asked and what the analyser read
+    first = eval_prompts()[0]
+    assert (row["prompt"], row["kind"], row["want"]) == (first.prompt, first.kind, first.labels)
+    got = report["all_prompts"]
+    assert [row["got"][k] == row["want"][k] for k in ("colour", "shape", "direction")] == [
+        got["colour_acc"] == 1.0,
+        got["shape_acc"] == 1.0,
+        got["direction_acc"] == 1.0,
+    ]
     assert main(["eval", "shapes", "--limit", "1", "--frames", "10"]) == 2
     err = capsys.readouterr().err
     assert "--frames 10 must be 1 + 4k" in err and "eval shapes:" not in err  # refused before generating

@@ -358,3 +358,22 @@ def test_shape_twin_batches_pair_each_item_with_its_twin(tmp_path):
         draw_batch(cfg, plain_cache, step=0, levels=[])
     with pytest.raises(ValueError, match=r"shape_twins=1.5 must be in \[0, 1\]"):
         TrainConfig.from_dict({**base, "shape_twins": 1.5})
+
+
+def test_training_noise_levels_are_logit_normal_with_a_configurable_location():
+    from vidcore.train.trainer import sample_sigmas
+
+    z = torch.randn(20000, generator=torch.Generator().manual_seed(3))
+    same = sample_sigmas(20000, torch.Generator().manual_seed(3))
+    assert torch.equal(same, torch.sigmoid(z))  # the default is the SD3 N(0, 1) draw, unchanged
+    high = sample_sigmas(20000, torch.Generator().manual_seed(3), mean=1.0, std=0.5)
+    assert torch.allclose(torch.logit(high), 1.0 + 0.5 * z, atol=1e-4)
+    assert float((high > 0.7).float().mean()) > 2 * float((same > 0.7).float().mean())
+    base = {"kind": "dit", "out_dir": "x", "vae": "v", "steps": 1, "batch_size": 2}
+    for bad in (
+        {"sigma_logit_std": 0.0},
+        {"sigma_logit_std": float("nan")},
+        {"sigma_logit_mean": float("inf")},
+    ):
+        with pytest.raises(ValueError, match="sigma_logit_mean=.* must be finite and sigma_logit_std="):
+            TrainConfig.from_dict({**base, **bad})

@@ -30,7 +30,8 @@ def evaluate_model(
     ``metrics`` and ``by_heldout_slot`` cover the version-1 prompts only (the original 120-prompt set, so
     older reports compare); ``all_prompts`` covers every prompt run; ``headline`` (held-out templates, word
     orders and combinations of known words), ``by_kind`` and ``unseen_word`` (with the text-probe ceiling
-    of the model's own text encoder) come from :func:`vidcore.eval.shapes.kind_report`.
+    of the model's own text encoder) come from :func:`vidcore.eval.shapes.kind_report`; ``videos`` lists
+    each prompt with the labels it asked for and the ones the analyser read.
     ``num_frames`` samples other lengths than the model's default (e.g. 33 instead of 17, to see how a
     model trained on 17 frames holds up when the frame count doubles).
     """
@@ -77,6 +78,19 @@ def evaluate_model(
         "headline": metrics["headline"],
         "by_kind": metrics["by_kind"],
         "unseen_word": metrics["unseen_word"],
+        # One row per prompt (what was asked, what the analyser read), so any subset can be re-scored.
+        "videos": [
+            {
+                "prompt": p.prompt,
+                "kind": p.kind,
+                "seed": seed + p.seed_offset,
+                "want": p.labels,
+                "got": r.labels,
+                "single_object": r.single_object,
+                "fill": r.fill if r.found else None,
+            }
+            for p, r in zip(prompts, results, strict=True)
+        ],
     }
 
 

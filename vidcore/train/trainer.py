@@ -109,6 +109,9 @@ class TrainConfig(ConfigMixin):
     # `ShapeVideoDataset.twin`) with the same noise and noise level, so the only thing that tells the
     # pair's targets apart is the shape word: a direct signal for binding shape words (issue 14).
     shape_twins: float = 0.0
+    # Logit-normal training noise levels: σ = sigmoid(N(sigma_logit_mean, sigma_logit_std²)) (SD3 §3.1).
+    sigma_logit_mean: float = 0.0
+    sigma_logit_std: float = 1.0
     processes: int = 1  # data-parallel worker processes (one torch thread each), denoisers only
     init_from: str = ""  # model checkpoint to start from when out_dir holds no training state yet
 
@@ -119,6 +122,11 @@ class TrainConfig(ConfigMixin):
         if not 0 <= self.caption_dropout < 1 or not 0 <= self.lowres_prob < 1:
             raise ValueError(
                 f"caption_dropout={self.caption_dropout} and lowres_prob={self.lowres_prob} must be in [0, 1)"
+            )
+        if not (0 < self.sigma_logit_std < math.inf) or not math.isfinite(self.sigma_logit_mean):
+            raise ValueError(
+                f"TrainConfig.sigma_logit_mean={self.sigma_logit_mean} must be finite and "
+                f"sigma_logit_std={self.sigma_logit_std} finite and > 0"
             )
         if not 0 <= self.shape_twins <= 1:
             raise ValueError(f"TrainConfig.shape_twins={self.shape_twins} must be in [0, 1] (0 = off)")
@@ -281,9 +289,10 @@ def vae_loss(recon: Tensor, video: Tensor, kl: Tensor, cfg: TrainConfig) -> tupl
     return loss, {"rec": rec.item(), "edge": edge.item(), "kl": kl.mean().item()}
 
 
-def sample_sigmas(n: int, generator: torch.Generator) -> Tensor:
-    """Logit-normal σ (Esser et al. 2024, SD3 §3.1): sigmoid of N(0, 1)."""
-    return torch.sigmoid(torch.randn(n, generator=generator))
+def sample_sigmas(n: int, generator: torch.Generator, mean: float = 0.0, std: float = 1.0) -> Tensor:
+    """Logit-normal σ (Esser et al. 2024, SD3 §3.1): sigmoid of N(mean, std²); mean > 0 puts more of the
+    training on high noise levels (where the layout and the shape of a video are decided)."""
+    return torch.sigmoid(mean + std * torch.randn(n, generator=generator))
 
 
 # ---- the loop -----------------------------------------------------------------------------------------
@@ -744,7 +753,7 @@ def draw_batch(cfg: TrainConfig, cache: LatentCache, step: int, levels: Sequence
         x0 = latent_pyramid(x0, level + 1)[0]  # bilinear /2 per level, as Pyramid Flow
         scale = (1.0, float(2**level), float(2**level))
     noise = torch.randn(x0.shape, generator=gen)
-    sigma = sample_sigmas(x0.shape[0], gen)
+    sigma = sample_sigmas(x0.shape[0], gen, cfg.sigma_logit_mean, cfg.sigma_logit_std)
     if pairs:  # a pair shares its noise and its noise level
         noise[n - pairs :], sigma[n - pairs :] = noise[:pairs], sigma[:pairs]
     return DenoiserBatch(
