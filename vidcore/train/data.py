@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -317,41 +317,39 @@ class ShapeVideoDataset:
 
     def spec_and_caption(self, index: int) -> tuple[ShapeVideoSpec, str]:
         """The spec and caption of item ``index`` (no rendering)."""
-        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-            raise ValueError(f"index={index!r} must be an int >= 0")
-        # str seeds are hashed with SHA-512 by random.Random, so this is stable across runs and machines.
-        rng = random.Random(f"vidcore-shapes:{self.seed}:{self.split}:{index}")
-        spec = sample_spec(rng, self.num_frames, self.height, self.width, self.ranges)
-        return spec, caption_for(spec.shape, spec.colour, spec.direction, rng, self.split, spec.background)
+        return self._draw(index, twin=False)
 
     def twin(self, index: int) -> tuple[ShapeVideoSpec, str]:
         """Item ``index`` with its shape swapped for the next one in ``SHAPES`` (a counterfactual twin):
         same colour, motion, centre track and background, the radius scaled so the twin's box stays inside
         the original's, and the caption drawn from the same random stream (same template, colour word,
         motion phrase and shape-word position), so the pair differs in the shape and its word only."""
+        return self._draw(index, twin=True)
+
+    def _draw(self, index: int, twin: bool) -> tuple[ShapeVideoSpec, str]:
         if isinstance(index, bool) or not isinstance(index, int) or index < 0:
             raise ValueError(f"index={index!r} must be an int >= 0")
+        # str seeds are hashed with SHA-512 by random.Random, so this is stable across runs and machines.
         rng = random.Random(f"vidcore-shapes:{self.seed}:{self.split}:{index}")
         spec = sample_spec(rng, self.num_frames, self.height, self.width, self.ranges)
-        shape = SHAPES[(SHAPES.index(spec.shape) + 1) % len(SHAPES)]
-        (ex, ey), (tx, ty) = HALF_EXTENT[spec.shape], HALF_EXTENT[shape]
-        radius = spec.radius * min(ex / tx, ey / ty)
-        twin = dataclasses.replace(spec, shape=shape, radius=radius)
-        return twin, caption_for(shape, spec.colour, spec.direction, rng, self.split, spec.background)
-
-    def twin_items(self, start: int, n: int) -> dict:
-        """:meth:`twin` of items ``start .. start + n - 1`` as a batch dict like :meth:`items`."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n={n!r} must be an int >= 1")
-        return self._batch([self.twin(start + k) for k in range(n)], start, n)
+        if twin:
+            shape = SHAPES[(SHAPES.index(spec.shape) + 1) % len(SHAPES)]
+            (ex, ey), (tx, ty) = HALF_EXTENT[spec.shape], HALF_EXTENT[shape]
+            spec = dataclasses.replace(spec, shape=shape, radius=spec.radius * min(ex / tx, ey / ty))
+        return spec, caption_for(spec.shape, spec.colour, spec.direction, rng, self.split, spec.background)
 
     def items(self, start: int, n: int) -> dict:
         """Items ``start .. start + n - 1`` as a batch dict: video [n, 3, T, H, W], caption, labels, specs."""
+        return self._batch(self.spec_and_caption, start, n)
+
+    def twin_items(self, start: int, n: int) -> dict:
+        """:meth:`twin` of items ``start .. start + n - 1`` as a batch dict like :meth:`items`."""
+        return self._batch(self.twin, start, n)
+
+    def _batch(self, draw: Callable[[int], tuple[ShapeVideoSpec, str]], start: int, n: int) -> dict:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n={n!r} must be an int >= 1")
-        return self._batch([self.spec_and_caption(start + k) for k in range(n)], start, n)
-
-    def _batch(self, pairs: list[tuple[ShapeVideoSpec, str]], start: int, n: int) -> dict:
+        pairs = [draw(start + k) for k in range(n)]
         specs = [p[0] for p in pairs]
         return {
             "video": render(specs, self.num_frames, self.height, self.width),

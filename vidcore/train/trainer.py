@@ -518,25 +518,22 @@ class LatentCache:
         emb = torch.cat([F.pad(e, (0, 0, 0, length - e.shape[1])) for e, _, _ in rows])
         mask = torch.cat([F.pad(m, (0, length - m.shape[1]), value=False) for _, m, _ in rows])
         pooled = torch.cat([p for _, _, p in rows])
-        text = [(emb[:share], mask[:share], pooled[:share])]
-        if twins:
-            text.append((emb[share + 1 :], mask[share + 1 :], pooled[share + 1 :]))
-        parts = []
-        for k in range(len(kinds)):
-            parts += [torch.cat(latents[k]), *text[k], *([torch.cat(masks[k])] if foreground else [])]
-        if world > 1:
-            parts = [_all_gather_cat(t, world) for t in parts]
-        per = 5 if foreground else 4
-        # Object masks on the latent grid [n, 1, t, h, w] (uint8), or None without foreground weighting.
-        self.foreground = parts[4] if foreground else None
-        self.latents = parts[0]
-        empty = (emb[share : share + 1], mask[share : share + 1], pooled[share : share + 1])
-        twin_text = parts[per + 1 : per + 4] if twins else (emb[:0], mask[:0], pooled[:0])
-        self.emb, self.mask, self.pooled = (
-            torch.cat([parts[1 + j], empty[j], twin_text[j]]) for j in range(3)
-        )
-        self.twin_latents = parts[per] if twins else None
-        self.twin_foreground = parts[per + 4] if twins and foreground else None
+        # Per kind (originals, then twins; the empty prompt's row sits between their text rows): latents,
+        # text rows and object masks on the latent grid [n, 1, t, h, w] (uint8; None without weighting).
+        groups = []
+        for k, rows_k in enumerate((slice(0, share), slice(share + 1, None))[: len(kinds)]):
+            group = [torch.cat(latents[k]), emb[rows_k], mask[rows_k], pooled[rows_k]]
+            group.append(torch.cat(masks[k]) if foreground else None)
+            if world > 1:
+                group = [None if t is None else _all_gather_cat(t, world) for t in group]
+            groups.append(group)
+        self.latents, emb_o, mask_o, pooled_o, self.foreground = groups[0]
+        no_twins = [None, emb[:0], mask[:0], pooled[:0], None]
+        self.twin_latents, emb_t, mask_t, pooled_t, self.twin_foreground = groups[1] if twins else no_twins
+        e = slice(share, share + 1)
+        self.emb = torch.cat([emb_o, emb[e], emb_t])
+        self.mask = torch.cat([mask_o, mask[e], mask_t])
+        self.pooled = torch.cat([pooled_o, pooled[e], pooled_t])
         self.window, self.empty = window, n
         log(
             f"latent cache: {n} videos{' + their shape twins' if twins else ''} -> "
