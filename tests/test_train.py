@@ -117,8 +117,8 @@ def test_dit_training_runs_and_resumes(tmp_path):
     assert any(p.abs().sum() > 0 for p in model.proj_out.parameters())  # the zero-init output layer learned
 
 
-@pytest.mark.parametrize("twins", [0.0, 0.5])
-def test_data_parallel_dit_training_matches_single_process(tmp_path, twins):
+@pytest.mark.parametrize(("twins", "shape_loss"), [(0.0, 0.0), (0.5, 0.5)])
+def test_data_parallel_dit_training_matches_single_process(tmp_path, twins, shape_loss):
     text = make_bert_folder(tmp_path / "text")
     vae_path = train_vae(_vae_cfg(tmp_path / "vae", 1), log=lambda m: None)
     base = {
@@ -137,6 +137,9 @@ def test_data_parallel_dit_training_matches_single_process(tmp_path, twins):
         "lr": 1e-2,
         "latent_fg_weight": 4.0,  # the object masks are all-gathered with the latents
         "shape_twins": twins,  # so are the twins' latents, masks and text rows
+        "shape_loss_weight": shape_loss,  # and the shape labels; the shape loss is normalised per batch
+        "shape_classifier_steps": 5,
+        "lowres_prob": 0.0,
         "model": {"in_channels": 4, "out_channels": 4, "width": 16, "depth": 1, "heads": 2, "text_dim": 32},
     }
     one = train_dit(TrainConfig.from_dict({**base, "out_dir": str(tmp_path / "one")}), log=lambda m: None)
@@ -377,3 +380,47 @@ def test_training_noise_levels_are_logit_normal_with_a_configurable_location():
     ):
         with pytest.raises(ValueError, match="sigma_logit_mean=.* must be finite and sigma_logit_std="):
             TrainConfig.from_dict({**base, **bad})
+
+
+def test_shape_loss_classifier_is_trained_once_and_reused_on_resume(tmp_path):
+    text = make_bert_folder(tmp_path / "text")
+    vae_path = train_vae(_vae_cfg(tmp_path / "vae", 1), log=lambda m: None)
+    base = {
+        "kind": "dit",
+        "out_dir": str(tmp_path / "dit"),
+        "batch_size": 4,
+        "num_frames": 5,
+        "height": 32,
+        "width": 32,
+        "threads": 1,
+        "ckpt_every": 2,
+        "warmup_steps": 1,
+        "vae": str(vae_path),
+        "text_encoder": str(text),
+        "latent_cache": 16,
+        "lowres_prob": 0.0,
+        "shape_loss_weight": 1.0,
+        "shape_classifier_steps": 10,
+        "log_every": 1,
+        "model": {"in_channels": 4, "out_channels": 4, "width": 16, "depth": 1, "heads": 2, "text_dim": 32},
+    }
+    first: list[str] = []
+    train_dit(TrainConfig.from_dict({**base, "steps": 2}), log=first.append)
+    path = tmp_path / "dit" / "shape_classifier.safetensors"
+    assert any("latent shape classifier: 10 steps on 14 videos" in m for m in first)
+    assert any("shape_ce" in m for m in first if m.startswith("step "))  # logged beside the loss
+    from vidcore.io.checkpoint import read_metadata
+
+    assert 0 <= float(read_metadata(path)["held_out_accuracy_clean"]) <= 1
+    before = path.read_bytes()
+    again: list[str] = []
+    train_dit(TrainConfig.from_dict({**base, "steps": 4}), log=again.append)
+    assert any("shape loss: classifier from" in m for m in again)
+    assert not any("latent shape classifier:" in m for m in again) and path.read_bytes() == before
+    eps = {**base, "out_dir": str(tmp_path / "eps"), "steps": 1}
+    eps["model"] = {**base["model"], "prediction": "epsilon"}
+    with pytest.raises(ValueError, match="shape_loss_weight=1.0 needs a velocity or x0 denoiser"):
+        train_dit(TrainConfig.from_dict(eps), log=lambda m: None)
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="shape_loss_weight=.* must be finite and >= 0"):
+            TrainConfig.from_dict({**base, "steps": 1, "shape_loss_weight": bad})

@@ -31,9 +31,11 @@ from ..models.dit import DiTConfig, SpacetimeDiT
 from ..models.unet3d import KIND as UNET_KIND
 from ..models.unet3d import UNet3D, UNet3DConfig
 from ..models.vae import VAE_KIND, CausalVAE3D, VAEConfig
-from ..sampling.flow import add_noise, velocity_target
+from ..sampling.flow import add_noise, velocity_target, x0_from_velocity
 from ..sampling.pyramidal import latent_pyramid
+from .captions import SHAPES
 from .data import ShapeVideoDataset
+from .shape_loss import LatentShapeClassifier, shape_loss, train_shape_classifier
 from .state import EMA, load_training_state, save_training_state
 
 C = TypeVar("C", bound=ConfigMixin)
@@ -42,6 +44,7 @@ logger = logging.getLogger("vidcore")
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 STATE_FILE = "state.safetensors"
+SHAPE_CLASSIFIER_FILE = "shape_classifier.safetensors"
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,11 @@ class TrainConfig(ConfigMixin):
     # Logit-normal training noise levels: σ = sigmoid(N(sigma_logit_mean, sigma_logit_std²)) (SD3 §3.1).
     sigma_logit_mean: float = 0.0
     sigma_logit_std: float = 1.0
+    # Weight of the shape loss (vidcore.train.shape_loss; 0 = off): cross-entropy of a frozen latent shape
+    # classifier, trained on the run's first latent cache for `shape_classifier_steps` steps and kept in
+    # out_dir, on the model's clean estimate x̂0 of captioned full-resolution items.
+    shape_loss_weight: float = 0.0
+    shape_classifier_steps: int = 600
     processes: int = 1  # data-parallel worker processes (one torch thread each), denoisers only
     init_from: str = ""  # model checkpoint to start from when out_dir holds no training state yet
 
@@ -128,6 +136,11 @@ class TrainConfig(ConfigMixin):
                 f"TrainConfig.sigma_logit_mean={self.sigma_logit_mean} must be finite and "
                 f"sigma_logit_std={self.sigma_logit_std} finite and > 0"
             )
+        if not (0 <= self.shape_loss_weight < math.inf):
+            raise ValueError(
+                f"TrainConfig.shape_loss_weight={self.shape_loss_weight} must be finite and >= 0 (0 = off)"
+            )
+        check_positive("TrainConfig.shape_classifier_steps", self.shape_classifier_steps)
         if not 0 <= self.shape_twins <= 1:
             raise ValueError(f"TrainConfig.shape_twins={self.shape_twins} must be in [0, 1] (0 = off)")
         if not self.latent_fg_weight >= 1:
@@ -470,8 +483,9 @@ class LatentCache:
     With ``world`` data-parallel workers each encodes an equal contiguous share and the shares are
     all-gathered, so every worker holds the whole cache. Text rows are padded to one length L (mask
     False beyond each caption) so batches index directly; row ``n`` is the empty prompt (the
-    unconditional branch used for caption dropout). With ``twins`` the items' counterfactual shape twins
-    are cached too: ``twin_latents[i]`` / ``twin_foreground[i]`` and text row ``twin_row(i)``.
+    unconditional branch used for caption dropout). ``shapes[i]`` is item i's shape (index in ``SHAPES``).
+    With ``twins`` the items' counterfactual shape twins are cached too: ``twin_latents[i]`` /
+    ``twin_foreground[i]`` / ``twin_shapes[i]`` and text row ``twin_row(i)``.
     """
 
     def __init__(
@@ -494,6 +508,7 @@ class LatentCache:
         lo = start + rank * share
         kinds = (data.items, data.twin_items) if twins else (data.items,)
         latents, captions, masks = [[] for _ in kinds], [[] for _ in kinds], [[] for _ in kinds]
+        shapes: list[list[int]] = [[] for _ in kinds]
         rows = []
         with torch.no_grad():
             for i in range(lo, lo + share, chunk):
@@ -502,6 +517,7 @@ class LatentCache:
                     z = vae.encode(batch["video"])
                     latents[k].append(z)
                     captions[k].extend(batch["caption"])
+                    shapes[k].extend(SHAPES.index(lab["shape"]) for lab in batch["labels"])
                     if foreground:
                         masks[k].append(latent_foreground(batch["video"], z.shape[-3:]).to(torch.uint8))
             # Every worker encodes the empty prompt; only one copy is kept. Twins' rows come after it.
@@ -519,17 +535,21 @@ class LatentCache:
         mask = torch.cat([F.pad(m, (0, length - m.shape[1]), value=False) for _, m, _ in rows])
         pooled = torch.cat([p for _, _, p in rows])
         # Per kind (originals, then twins; the empty prompt's row sits between their text rows): latents,
-        # text rows and object masks on the latent grid [n, 1, t, h, w] (uint8; None without weighting).
+        # text rows, object masks on the latent grid [n, 1, t, h, w] (uint8; None without weighting) and
+        # shape labels (index in SHAPES).
         groups = []
         for k, rows_k in enumerate((slice(0, share), slice(share + 1, None))[: len(kinds)]):
             group = [torch.cat(latents[k]), emb[rows_k], mask[rows_k], pooled[rows_k]]
             group.append(torch.cat(masks[k]) if foreground else None)
+            group.append(torch.tensor(shapes[k], dtype=torch.long))
             if world > 1:
                 group = [None if t is None else _all_gather_cat(t, world) for t in group]
             groups.append(group)
-        self.latents, emb_o, mask_o, pooled_o, self.foreground = groups[0]
-        no_twins = [None, emb[:0], mask[:0], pooled[:0], None]
-        self.twin_latents, emb_t, mask_t, pooled_t, self.twin_foreground = groups[1] if twins else no_twins
+        self.latents, emb_o, mask_o, pooled_o, self.foreground, self.shapes = groups[0]
+        no_twins = [None, emb[:0], mask[:0], pooled[:0], None, None]
+        self.twin_latents, emb_t, mask_t, pooled_t, self.twin_foreground, self.twin_shapes = (
+            groups[1] if twins else no_twins
+        )
         e = slice(share, share + 1)
         self.emb = torch.cat([emb_o, emb[e], emb_t])
         self.mask = torch.cat([mask_o, mask[e], mask_t])
@@ -650,7 +670,13 @@ def _train_denoiser_worker(rank: int, cfg: TrainConfig, world: int, log: Callabl
             f"VAE latent_channels={vae.config.latent_channels} does not fit "
             f"{spec.label} in_channels={dcfg.in_channels}"
         )
+    if cfg.shape_loss_weight > 0 and dcfg.prediction == "epsilon":
+        raise ValueError(
+            f"shape_loss_weight={cfg.shape_loss_weight} needs a velocity or x0 denoiser (its x̂0 is read by "
+            f"the shape classifier); this {spec.label} predicts epsilon"
+        )
     model = spec.model(dcfg).train()
+    classifier: nn.Module | None = None
     run = Run(cfg, model, log, rank, world, kind=spec.checkpoint_kind)
     data = ShapeVideoDataset(cfg.seed, cfg.num_frames, cfg.height, cfg.width)
     # The cache window moves every `latent_cache` steps' worth of items so the model sees fresh videos.
@@ -678,9 +704,13 @@ def _train_denoiser_worker(rank: int, cfg: TrainConfig, world: int, log: Callabl
                 world=world,
                 twins=cfg.shape_twins > 0,
             )
+        if cfg.shape_loss_weight > 0 and classifier is None:
+            classifier = shape_classifier_for(run, cache, log)
         b = draw_batch(cfg, cache, run.step, levels)
         x0, noise, sigma, emb, mask, scale = b.x0, b.noise, b.sigma, b.emb, b.mask, b.scale
         pooled = b.pooled if dcfg.pooled_text else None
+        shapes, captioned = b.shapes, b.captioned
+        captioned_share = float(captioned.sum()) / world  # of the whole batch, as weight_mean
         weight = weight_mean = None
         if b.foreground is not None:
             weight = foreground_weight(b.foreground.float(), x0.shape[-3:], cfg.latent_fg_weight)
@@ -690,15 +720,20 @@ def _train_denoiser_worker(rank: int, cfg: TrainConfig, world: int, log: Callabl
             x0, noise, sigma, emb, mask = x0[mine], noise[mine], sigma[mine], emb[mine], mask[mine]
             pooled = None if pooled is None else pooled[mine]
             weight = None if weight is None else weight[mine]
+            shapes, captioned = shapes[mine], captioned[mine]
         kwargs = {"rope_scale": scale} if spec.rope_scale else {}
-        pred = model(add_noise(x0, noise, sigma), sigma, emb, mask, pooled, **kwargs)
+        x_t = add_noise(x0, noise, sigma)
+        pred = model(x_t, sigma, emb, mask, pooled, **kwargs)
         target = {"velocity": velocity_target(x0, noise), "epsilon": noise, "x0": x0}[dcfg.prediction]
         loss = weighted_mse(pred, target, weight, weight_mean)
-        parts = {
-            "loss": _mean_over_workers(loss.detach(), world),
-            "grad_norm": run.optimise(loss),
-            "lowres": float(scale[1] > 1),
-        }
+        parts = {"loss": _mean_over_workers(loss.detach(), world)}
+        if classifier is not None and scale[1] == 1:  # the classifier reads full-resolution latents
+            x0_hat = pred if dcfg.prediction == "x0" else x0_from_velocity(x_t, sigma, pred)
+            ce = shape_loss(classifier, x0_hat, shapes, captioned, captioned_share)
+            parts["shape_ce"] = _mean_over_workers(ce.detach(), world)
+            loss = loss + cfg.shape_loss_weight * ce
+        parts["grad_norm"] = run.optimise(loss)
+        parts["lowres"] = float(scale[1] > 1)
         run.record(parts)
         bar.update(1)
         bar.set_postfix(loss=f"{parts['loss']:.4f}")
@@ -723,6 +758,8 @@ class DenoiserBatch:
     foreground: Tensor | None
     scale: tuple[float, float, float]
     pairs: int = 0  # the last `pairs` items are the shape twins of the first `pairs`
+    shapes: Tensor | None = None  # [B] shape labels (index in SHAPES)
+    captioned: Tensor | None = None  # [B] bool: the item kept its caption (not dropped for CFG)
 
 
 def draw_batch(cfg: TrainConfig, cache: LatentCache, step: int, levels: Sequence[int]) -> DenoiserBatch:
@@ -735,6 +772,7 @@ def draw_batch(cfg: TrainConfig, cache: LatentCache, step: int, levels: Sequence
     x0 = cache.latents[idx]
     rows = [cache.empty if rng.random() < cfg.caption_dropout else i for i in idx]
     fg = cache.foreground[idx] if cache.foreground is not None else None
+    shapes = cache.shapes[idx]
     pairs = int(n * cfg.shape_twins) // 2
     if pairs:  # the last `pairs` items become the twins of the first ones (captions never dropped)
         if cache.twin_latents is None:
@@ -744,6 +782,7 @@ def draw_batch(cfg: TrainConfig, cache: LatentCache, step: int, levels: Sequence
         rows[n - pairs :] = [cache.twin_row(i) for i in idx[:pairs]]
         if fg is not None and cache.twin_foreground is not None:
             fg = torch.cat([fg[: n - pairs], cache.twin_foreground[idx[:pairs]]])
+        shapes = torch.cat([shapes[: n - pairs], cache.twin_shapes[idx[:pairs]]])
     scale = (1.0, 1.0, 1.0)
     if levels and rng.random() < cfg.lowres_prob:
         level = rng.choice(list(levels))
@@ -753,9 +792,41 @@ def draw_batch(cfg: TrainConfig, cache: LatentCache, step: int, levels: Sequence
     sigma = sample_sigmas(x0.shape[0], gen, cfg.sigma_logit_mean, cfg.sigma_logit_std)
     if pairs:  # a pair shares its noise and its noise level
         noise[n - pairs :], sigma[n - pairs :] = noise[:pairs], sigma[:pairs]
+    captioned = torch.tensor([r != cache.empty for r in rows])
     return DenoiserBatch(
-        x0, noise, sigma, cache.emb[rows], cache.mask[rows], cache.pooled[rows], fg, scale, pairs
+        x0,
+        noise,
+        sigma,
+        cache.emb[rows],
+        cache.mask[rows],
+        cache.pooled[rows],
+        fg,
+        scale,
+        pairs,
+        shapes,
+        captioned,
     )
+
+
+def shape_classifier_for(run: Run, cache: LatentCache, log: Callable[[str], None] = print) -> nn.Module:
+    """The run's frozen latent shape classifier: read from ``out_dir`` when an earlier (or resumed) run
+    trained it, else trained on ``cache`` (deterministic in the run's seed, so every data-parallel worker
+    gets the same one) and written there by rank 0."""
+    path = run.out / SHAPE_CLASSIFIER_FILE
+    if path.is_file():
+        log(f"shape loss: classifier from {path}")
+        return LatentShapeClassifier.from_checkpoint(path)
+    model, acc = train_shape_classifier(
+        cache.latents,
+        cache.shapes,
+        run.cfg.shape_classifier_steps,
+        seed=run.cfg.seed,
+        classes=len(SHAPES),
+        log=log,
+    )
+    if run.rank == 0:
+        model.save(path, extra_metadata={f"held_out_accuracy_{k}": f"{v:.4f}" for k, v in acc.items()})
+    return model
 
 
 def _mean_over_workers(value: Tensor, world: int) -> float:
