@@ -284,6 +284,22 @@ def test_export_assembles_a_loadable_model_folder(tmp_path):
     with pytest.raises(ValueError, match="latent_channels=4 does not fit DiT in_channels=6"):
         export_model(vae_path, bad.save(tmp_path / "bad.safetensors"), tmp_path / "other", cfg)
     assert not (tmp_path / "other").exists()
+    # --dtype float16 stores the denoiser's weights in half precision and keeps its metadata
+    dit_path = dit.save(tmp_path / "stepped.safetensors", extra_metadata={"train_step": "7"})
+    half_args = ["--vae", str(vae_path), "--dit", str(dit_path), "--config", str(fields), "--dtype", "float16"]
+    export_main([*half_args, "--out", str(tmp_path / "half")])
+    from safetensors import safe_open
+
+    from vidcore.io.checkpoint import read_metadata
+
+    with safe_open(str(tmp_path / "half" / "dit.safetensors"), framework="pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    assert read_metadata(tmp_path / "half" / "dit.safetensors")["train_step"] == "7"
+    half = SpacetimeDiT.from_checkpoint(tmp_path / "half" / "dit.safetensors", dtype=torch.float32)
+    assert torch.allclose(half.patch_embed.weight, dit.patch_embed.weight.half().float())
+    assert load_pipeline(tmp_path / "half").generate("a red circle").shape == (5, 32, 32, 3)
+    with pytest.raises(ValueError, match="store_dtype='int8' must be one of"):
+        export_model(vae_path, dit_path, tmp_path / "int8", cfg, store_dtype="int8")
 
 
 def test_init_from_warm_starts_weights(tmp_path):

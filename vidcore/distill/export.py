@@ -23,10 +23,10 @@ from ..io.checkpoint import load_state_dict, read_config
 from ..models.dit import KIND as DIT_KIND
 from ..models.dit import DiTConfig, SpacetimeDiT
 from ..pipelines.builtin import PIPELINE_FILE, PipelineConfig
+from ..train.export import STORE_DTYPES
 from .loop import STUDENT_FILE, SUMMARY_FILE
 
 CARD_FILE = "MODEL_CARD.md"
-STORE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
 def student_pipeline_config(teacher: PipelineConfig, summary: dict[str, Any], name: str) -> PipelineConfig:

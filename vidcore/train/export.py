@@ -15,8 +15,10 @@ import os
 import shutil
 from pathlib import Path
 
+import torch
+
 from ..io.atomic import atomic_folder
-from ..io.checkpoint import read_config
+from ..io.checkpoint import METADATA_CONFIG, METADATA_KIND, read_config, read_metadata
 from ..models.dit import KIND as DIT_KIND
 from ..models.dit import SpacetimeDiT
 from ..models.unet3d import KIND as UNET_KIND
@@ -25,6 +27,8 @@ from ..models.vae import CausalVAE3D
 from ..pipelines.builtin import PIPELINE_FILE, PipelineConfig
 from ..pipelines.unet import WEIGHTS_FILE as UNET_FILE
 from ..pipelines.unet import UNetPipelineConfig
+
+STORE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 # checkpoint kind -> (label, model class, file name in the folder, pipeline config class)
 DENOISER_FILES = {
@@ -39,8 +43,13 @@ def export_model(
     out: str | os.PathLike,
     config: PipelineConfig,
     overwrite: bool = False,
+    store_dtype: str | None = None,
 ) -> Path:
     """Check that the two checkpoints load and fit each other, then write the folder atomically.
+
+    ``store_dtype`` ("float16", "bfloat16", "float32"): store the denoiser's floating tensors in that type
+    (its metadata, e.g. the training step, is kept); None copies the file as it is. Models load as float32
+    unless a dtype is asked for, so float16 halves the repository's growth for a shipped model.
 
     ``dit_path``: the denoiser, a SpacetimeDiT or a UNet3D checkpoint (its metadata says which); a U-Net
     folder's ``pipeline.json`` gets ``"denoiser": "unet3d"`` added to ``config``'s fields.
@@ -52,6 +61,8 @@ def export_model(
             f"(expected one of {list(DENOISER_FILES)})"
         )
     label, model_cls, weights, config_cls = DENOISER_FILES[kind]
+    if store_dtype is not None and store_dtype not in STORE_DTYPES:
+        raise ValueError(f"store_dtype={store_dtype!r} must be one of {sorted(STORE_DTYPES)} or None")
     vae = CausalVAE3D.from_checkpoint(vae_path)
     net = model_cls.from_checkpoint(dit_path)
     if vae.config.latent_channels != net.config.in_channels:
@@ -65,7 +76,12 @@ def export_model(
     # The whole folder is swapped at once, so a reader never sees a new VAE beside an old denoiser.
     with atomic_folder(out, overwrite) as tmp:
         shutil.copyfile(vae_path, tmp / "vae.safetensors")
-        shutil.copyfile(dit_path, tmp / weights)
+        if store_dtype is None:
+            shutil.copyfile(dit_path, tmp / weights)
+        else:
+            meta = read_metadata(dit_path)
+            extra = {k: v for k, v in meta.items() if k not in (METADATA_CONFIG, METADATA_KIND)}
+            net.to(STORE_DTYPES[store_dtype]).save(tmp / weights, extra_metadata=extra)
         (tmp / PIPELINE_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
         if out.is_dir():
             # Other files of the old folder (e.g. a model card) carry over.
@@ -95,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         "--config", default=None, help="JSON file of PipelineConfig fields (generation defaults)"
     )
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument(
+        "--dtype",
+        choices=sorted(STORE_DTYPES),
+        default=None,
+        help="store the denoiser's weights in this type (default: as the checkpoint has them)",
+    )
     args = parser.parse_args(argv)
     fields = json.loads(Path(args.config).read_text()) if args.config else {}
     if args.name:
@@ -107,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     if kind != want:
         flag = "--dit" if args.dit else "--unet"
         parser.error(f"{flag} {denoiser!r} holds a {kind!r} model, expected a {want!r} checkpoint")
-    print(export_model(args.vae, denoiser, args.out, PipelineConfig.from_dict(fields), args.overwrite))
+    config = PipelineConfig.from_dict(fields)
+    print(export_model(args.vae, denoiser, args.out, config, args.overwrite, store_dtype=args.dtype))
     return 0
 
 

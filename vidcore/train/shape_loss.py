@@ -15,14 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ConfigMixin, check_positive
-from ..io.checkpoint import load_into, load_state_dict, read_config, save_checkpoint
+from ..io.checkpoint import Checkpointed
 
 KIND = "vidcore-latent-shape-classifier"
 
@@ -40,10 +39,13 @@ class ShapeClassifierConfig(ConfigMixin):
             check_positive(f"ShapeClassifierConfig.{name}", getattr(self, name))
 
 
-class LatentShapeClassifier(nn.Module):
+class LatentShapeClassifier(Checkpointed, nn.Module):
     """Shape logits of a latent video ``[B, C, t, h, w]`` -> ``[B, classes]``: three 3x3 convs per latent
     frame (the last two stride 2), a spatial max over positions (the object may be anywhere), then the mean
     over frames and a linear head."""
+
+    KIND = KIND
+    CONFIG_CLASS = ShapeClassifierConfig
 
     def __init__(self, config: ShapeClassifierConfig | None = None) -> None:
         super().__init__()
@@ -67,18 +69,6 @@ class LatentShapeClassifier(nn.Module):
         frames = z.transpose(1, 2).reshape(b * t, c, h, w)
         feats = self.convs(frames).amax(dim=(-2, -1)).view(b, t, -1).mean(dim=1)
         return self.head(feats)
-
-    def save(self, path: str | Path, overwrite: bool = False, extra_metadata: dict[str, str] | None = None):
-        return save_checkpoint(path, self, self.config, KIND, extra_metadata, overwrite)
-
-    @classmethod
-    def from_checkpoint(cls, path: str | Path) -> LatentShapeClassifier:
-        found, config = read_config(path)
-        if found != KIND:
-            raise ValueError(f"{path} holds a {found!r} checkpoint, not a {KIND!r}")
-        model = cls(ShapeClassifierConfig.from_dict(config))
-        load_into(model, load_state_dict(path), source=str(path))
-        return model.eval().requires_grad_(False)
 
 
 def augment(z: Tensor, gen: torch.Generator) -> Tensor:

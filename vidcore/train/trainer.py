@@ -815,7 +815,7 @@ def shape_classifier_for(run: Run, cache: LatentCache, log: Callable[[str], None
     path = run.out / SHAPE_CLASSIFIER_FILE
     if path.is_file():
         log(f"shape loss: classifier from {path}")
-        return LatentShapeClassifier.from_checkpoint(path)
+        return LatentShapeClassifier.from_checkpoint(path).requires_grad_(False)
     model, acc = train_shape_classifier(
         cache.latents,
         cache.shapes,
