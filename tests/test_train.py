@@ -286,8 +286,8 @@ def test_export_assembles_a_loadable_model_folder(tmp_path):
     assert not (tmp_path / "other").exists()
     # --dtype float16 stores the denoiser's weights in half precision and keeps its metadata
     dit_path = dit.save(tmp_path / "stepped.safetensors", extra_metadata={"train_step": "7"})
-    half_args = ["--vae", str(vae_path), "--dit", str(dit_path), "--config", str(fields), "--dtype", "float16"]
-    export_main([*half_args, "--out", str(tmp_path / "half")])
+    half_args = ["--vae", str(vae_path), "--dit", str(dit_path), "--config", str(fields)]
+    export_main([*half_args, "--dtype", "float16", "--out", str(tmp_path / "half")])
     from safetensors import safe_open
 
     from vidcore.io.checkpoint import read_metadata
