@@ -372,6 +372,15 @@ def test_shape_twin_batches_pair_each_item_with_its_twin(tmp_path):
     assert idx and torch.equal(b.x0[6], cache.twin_latents[idx[0]])  # item 0's twin sits at position 6
     assert b.mask[:2].any(dim=1).all() and b.mask[-2:].any(dim=1).all()  # pairs keep their captions
     assert torch.equal(b.emb[6], cache.emb[cache.twin_row(idx[0])])
+    # shape labels travel with the items (the shape loss reads them); twins carry the next shape
+    from vidcore.train.captions import SHAPES
+
+    assert cache.shapes.tolist() == [SHAPES.index(data.spec_and_caption(i)[0].shape) for i in range(8)]
+    assert torch.equal(cache.twin_shapes, (cache.shapes + 1) % len(SHAPES))
+    assert b.shapes[6] == cache.twin_shapes[idx[0]] and b.shapes[0] == cache.shapes[idx[0]]
+    assert b.captioned[:2].all() and b.captioned[-2:].all()
+    empty = [torch.equal(e, cache.emb[cache.empty]) for e in b.emb]  # dropped captions = the empty prompt
+    assert b.captioned.tolist() == [not e for e in empty] and any(empty)
     with pytest.raises(ValueError, match="built with twins=True"):
         plain_cache = LatentCache(vae, text, data, 8, log=lambda m: None)
         draw_batch(cfg, plain_cache, step=0, levels=[])
