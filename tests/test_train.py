@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -83,9 +84,11 @@ def test_vae_training_reduces_loss(tmp_path):
     assert step == 30 and sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
 
 
-def test_dit_training_runs_and_resumes(tmp_path):
+def _dit_run(tmp_path, **kw) -> dict:
+    """A tiny DiT run's config dict (tiny VAE trained for one step, tiny BERT text encoder) + ``kw``."""
     text = make_bert_folder(tmp_path / "text")
     vae_path = train_vae(_vae_cfg(tmp_path / "vae", 1), log=lambda m: None)
+    model = {"in_channels": 4, "out_channels": 4, "width": 16, "depth": 1, "heads": 2, "text_dim": 32}
     base = {
         "kind": "dit",
         "out_dir": str(tmp_path / "dit"),
@@ -99,17 +102,14 @@ def test_dit_training_runs_and_resumes(tmp_path):
         "vae": str(vae_path),
         "text_encoder": str(text),
         "latent_cache": 8,
-        "lowres_prob": 0.5,
-        "model": {
-            "in_channels": 4,
-            "out_channels": 4,
-            "width": 16,
-            "depth": 1,
-            "heads": 2,
-            "text_dim": 32,
-            "patch_s": 2,
-        },
+        "model": model,
     }
+    return {**base, **kw}
+
+
+def test_dit_training_runs_and_resumes(tmp_path):
+    base = _dit_run(tmp_path, lowres_prob=0.5)
+    base["model"] = {**base["model"], "patch_s": 2}
     train_dit(TrainConfig.from_dict({**base, "steps": 2}), log=lambda m: None)
     path = train_dit(TrainConfig.from_dict({**base, "steps": 4}), log=lambda m: None)
     model = SpacetimeDiT.from_checkpoint(path)
@@ -195,7 +195,14 @@ def test_shipped_configs_load_and_bad_configs_fail():
     vae = load_train_config("tiny_vae")
     dit = load_train_config("tiny_dit")
     assert vae.kind == "vae" and dit.kind == "dit" and dit.threads == 1
-    with pytest.raises(FileNotFoundError, match="shipped configs: \\['tiny_dit', 'tiny_unet', 'tiny_vae'\\]"):
+    # v2's recipe: a fine-tune of the shipped weights, runnable from a clean clone (paths in the repository)
+    v2 = load_train_config("tiny_dit_v2")
+    assert v2.init_from == "vidcore/weights/tiny/dit.safetensors" and v2.shape_loss_weight > 0
+    root = Path(__file__).resolve().parents[1]
+    assert (root / v2.init_from).is_file() and (root / v2.vae).is_file()
+    assert v2.model == dit.model  # the same architecture as the from-scratch recipe
+    shipped = "\\['tiny_dit', 'tiny_dit_v2', 'tiny_unet', 'tiny_vae'\\]"
+    with pytest.raises(FileNotFoundError, match=f"shipped configs: {shipped}"):
         load_train_config("nope")
     with pytest.raises(ValueError, match="a DiT run needs `vae`"):
         TrainConfig.from_dict({"kind": "dit", "out_dir": "x", "steps": 1, "batch_size": 1})
@@ -408,27 +415,8 @@ def test_training_noise_levels_are_logit_normal_with_a_configurable_location():
 
 
 def test_shape_loss_classifier_is_trained_once_and_reused_on_resume(tmp_path):
-    text = make_bert_folder(tmp_path / "text")
-    vae_path = train_vae(_vae_cfg(tmp_path / "vae", 1), log=lambda m: None)
-    base = {
-        "kind": "dit",
-        "out_dir": str(tmp_path / "dit"),
-        "batch_size": 4,
-        "num_frames": 5,
-        "height": 32,
-        "width": 32,
-        "threads": 1,
-        "ckpt_every": 2,
-        "warmup_steps": 1,
-        "vae": str(vae_path),
-        "text_encoder": str(text),
-        "latent_cache": 16,
-        "lowres_prob": 0.0,
-        "shape_loss_weight": 1.0,
-        "shape_classifier_steps": 10,
-        "log_every": 1,
-        "model": {"in_channels": 4, "out_channels": 4, "width": 16, "depth": 1, "heads": 2, "text_dim": 32},
-    }
+    loss = {"shape_loss_weight": 1.0, "shape_classifier_steps": 10}
+    base = _dit_run(tmp_path, batch_size=4, latent_cache=16, lowres_prob=0.0, log_every=1, **loss)
     first: list[str] = []
     train_dit(TrainConfig.from_dict({**base, "steps": 2}), log=first.append)
     path = tmp_path / "dit" / "shape_classifier.safetensors"
