@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -333,6 +334,21 @@ def _tensors(path: Path) -> dict[str, torch.Tensor]:
         return {k: f.get_tensor(k) for k in f.keys()}
 
 
+def test_teacher_guidance_none_takes_the_teachers_default(tiny_pipe, tmp_path):
+    from vidcore.distill import distill
+
+    cfg = dataclasses.replace(loop_config(tmp_path / "run", 1, "trajectory"), teacher_guidance=None)
+    messages: list[str] = []
+    distill(tiny_pipe, cfg, log=messages.append)
+    default = tiny_pipe.default_options().guidance
+    assert f"teacher guidance: {default:g} (the teacher's default)" in messages
+    summary = json.loads((tmp_path / "run" / "distill.json").read_text())
+    assert summary["teacher_guidance"] == default == summary["config"]["teacher_guidance"]
+    for bad in (0.5, float("nan"), True):
+        with pytest.raises(ValueError, match="teacher_guidance=.* must be >= 1 .* or None"):
+            dataclasses.replace(cfg, teacher_guidance=bad)
+
+
 @pytest.mark.parametrize("method", ["trajectory", "scm"])
 def test_distill_resume_equals_one_run(tiny_pipe, tmp_path, method):
     from vidcore.distill import distill
@@ -470,7 +486,8 @@ def test_vidcore_distill_export_writes_a_model_folder_that_runs(tmp_path, capsys
 
 def test_shipped_distill_config_is_found_by_name():
     cfg = load_distill_config("tiny_turbo")
-    assert (cfg.method, cfg.student_steps, cfg.teacher_guidance) == ("trajectory", 4, 7.0)
+    # teacher_guidance None: the teacher's own default CFG (tiny v1: 7, v2: 3)
+    assert (cfg.method, cfg.student_steps, cfg.teacher_guidance) == ("trajectory", 4, None)
     with pytest.raises(FileNotFoundError, match="shipped configs: \\[.*'tiny_turbo'"):
         load_distill_config("no_such_recipe")
 

@@ -46,7 +46,8 @@ class DistillConfig(ConfigMixin):
     student_timesteps: tuple[float, ...] = ()  # empty: default_student_timesteps(method, student_steps)
     teacher_steps: int = 20
     teacher_solver: str = "euler"  # the teacher ODE integrator for trajectory targets
-    teacher_guidance: float = 7.0
+    # None: the teacher's own default CFG scale (pipeline.json): re-distilling follows a retrained teacher.
+    teacher_guidance: float | None = None
     lr: float = 5e-5
     weight_decay: float = 0.01
     warmup_steps: int = 50
@@ -102,9 +103,11 @@ class DistillConfig(ConfigMixin):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"DistillConfig.{name}={value!r} must be an integer >= 0")
-        if not (math.isfinite(self.teacher_guidance) and self.teacher_guidance >= 1.0):
+        g = self.teacher_guidance
+        if g is not None and (isinstance(g, bool) or not (math.isfinite(g) and g >= 1.0)):
             raise ValueError(
-                f"DistillConfig.teacher_guidance={self.teacher_guidance!r} must be >= 1 (1 = no guidance)"
+                f"DistillConfig.teacher_guidance={g!r} must be >= 1 (1 = no guidance) or None (the teacher's "
+                "default)"
             )
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"DistillConfig.ema_decay={self.ema_decay!r} must be in [0, 1)")

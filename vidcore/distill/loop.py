@@ -3,6 +3,7 @@ procedural shape videos of ``vidcore train dit``, with the trainer's AdamW, EMA,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
@@ -63,6 +64,9 @@ def distill(
             f"path of `vidcore distill`); got {got}. For LTX / Wan transformers use "
             "vidcore.distill.objectives with vidcore.distill.velocity_fn."
         )
+    if cfg.teacher_guidance is None:  # the teacher's own default CFG, recorded in the run's config
+        cfg = dataclasses.replace(cfg, teacher_guidance=float(teacher_pipe.default_options().guidance))
+        log(f"teacher guidance: {cfg.teacher_guidance:g} (the teacher's default)")
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     teacher.eval().requires_grad_(False)
