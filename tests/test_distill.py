@@ -349,6 +349,21 @@ def test_teacher_guidance_none_takes_the_teachers_default(tiny_pipe, tmp_path):
             dataclasses.replace(cfg, teacher_guidance=bad)
 
 
+def test_a_run_folder_refuses_to_resume_with_another_teacher(tiny_pipe, tmp_path):
+    import copy
+
+    from vidcore.distill import distill
+
+    distill(tiny_pipe, loop_config(tmp_path / "run", 2, "trajectory"), log=lambda m: None)
+    other = copy.deepcopy(tiny_pipe)
+    with torch.no_grad():
+        next(other.dit.parameters()).add_(0.01)
+    with pytest.raises(ValueError, match="holds a distillation of another teacher .* fresh out_dir"):
+        distill(other, loop_config(tmp_path / "run", 4, "trajectory"), log=lambda m: None)
+    # the same teacher resumes (and a finished run re-exports) as before
+    distill(tiny_pipe, loop_config(tmp_path / "run", 2, "trajectory"), log=lambda m: None)
+
+
 @pytest.mark.parametrize("method", ["trajectory", "scm"])
 def test_distill_resume_equals_one_run(tiny_pipe, tmp_path, method):
     from vidcore.distill import distill

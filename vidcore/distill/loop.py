@@ -4,6 +4,7 @@ procedural shape videos of ``vidcore train dit``, with the trainer's AdamW, EMA,
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import random
 import time
@@ -23,6 +24,16 @@ from .objectives import DistillBatch, GuidedTeacher, make_method
 
 STUDENT_FILE = "student.safetensors"
 SUMMARY_FILE = "distill.json"
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of a model's tensors (names, dtypes, shapes, bytes; in name order): the teacher of a run."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def _summary(cfg: DistillConfig, run: Run, teacher_name: str) -> dict[str, Any]:
@@ -74,6 +85,14 @@ def distill(
     student.load_state_dict(teacher.state_dict())
     student.train()
     run = Run(cfg, student, log)  # type: ignore[arg-type]  (DistillConfig has the fields Run reads)
+    digest = weights_digest(teacher)
+    recorded = run.info.get("teacher_digest")
+    if recorded is not None and recorded != digest:
+        raise ValueError(
+            f"run folder {str(run.out)!r} holds a distillation of another teacher (weights digest "
+            f"{recorded[:12]}, this teacher {digest[:12]}); give a fresh out_dir (--out-dir) for a new "
+            "teacher"
+        )
     method = make_method(cfg)
     name = teacher_name or getattr(getattr(teacher_pipe, "config", None), "name", "")
 
@@ -118,7 +137,7 @@ def distill(
         bar.update(1)
         bar.set_postfix(loss=f"{parts['loss']:.4g}")
         if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps:
-            run.checkpoint({"wall_s": time.time() - t0})
+            run.checkpoint({"wall_s": time.time() - t0, "teacher_digest": digest})
             publish()
     bar.close()
     return run.out / STUDENT_FILE
