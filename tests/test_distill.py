@@ -358,8 +358,10 @@ def test_a_run_folder_refuses_to_resume_with_another_teacher(tiny_pipe, tmp_path
     other = copy.deepcopy(tiny_pipe)
     with torch.no_grad():
         next(other.dit.parameters()).add_(0.01)
+    config_before = (tmp_path / "run" / "config.json").read_text()
     with pytest.raises(ValueError, match="holds a distillation of another teacher .* fresh out_dir"):
         distill(other, loop_config(tmp_path / "run", 4, "trajectory"), log=lambda m: None)
+    assert (tmp_path / "run" / "config.json").read_text() == config_before  # the refused run wrote nothing
     # the same teacher resumes (and a finished run re-exports) as before
     distill(tiny_pipe, loop_config(tmp_path / "run", 2, "trajectory"), log=lambda m: None)
 

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ..io.atomic import write_text
+from ..io.checkpoint import read_metadata
 from ..models.dit import SpacetimeDiT
 from ..train.data import ShapeVideoDataset
 from ..train.trainer import STATE_FILE, LatentCache, Run, _bar
@@ -84,15 +85,19 @@ def distill(
     student = SpacetimeDiT(teacher.config)
     student.load_state_dict(teacher.state_dict())
     student.train()
-    run = Run(cfg, student, log)  # type: ignore[arg-type]  (DistillConfig has the fields Run reads)
+    # Checked before Run touches the folder (it rewrites config.json), so a refused run changes nothing.
     digest = weights_digest(teacher)
-    recorded = run.info.get("teacher_digest")
+    state = Path(cfg.out_dir) / STATE_FILE
+    recorded = (
+        json.loads(read_metadata(state).get("info", "{}")).get("teacher_digest") if state.is_file() else None
+    )
     if recorded is not None and recorded != digest:
         raise ValueError(
-            f"run folder {str(run.out)!r} holds a distillation of another teacher (weights digest "
+            f"run folder {cfg.out_dir!r} holds a distillation of another teacher (weights digest "
             f"{recorded[:12]}, this teacher {digest[:12]}); give a fresh out_dir (--out-dir) for a new "
             "teacher"
         )
+    run = Run(cfg, student, log)  # type: ignore[arg-type]  (DistillConfig has the fields Run reads)
     method = make_method(cfg)
     name = teacher_name or getattr(getattr(teacher_pipe, "config", None), "name", "")
 

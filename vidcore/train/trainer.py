@@ -348,10 +348,9 @@ class Run:
         )
         self.step = 0
         self.history: list[dict[str, float]] = []
-        self.info: dict[str, Any] = {}  # what the last checkpoint stored beside the history
         if state.is_file():
-            self.step, self.info = load_training_state(state, model, self.ema, self.opt)
-            self.history = self.info.get("history", [])
+            self.step, info = load_training_state(state, model, self.ema, self.opt)
+            self.history = info.get("history", [])
             self.log(f"resumed {state} at step {self.step}")
         elif cfg.init_from:
             # Warm start (e.g. from shipped weights when the run folder was lost): weights and EMA only;
