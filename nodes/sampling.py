@@ -16,6 +16,12 @@ def _samplers() -> list[str]:
     return list(SAMPLERS)
 
 
+def _pyramidal_samplers() -> list[str]:
+    from vidcore.sampling import PYRAMIDAL_SAMPLERS
+
+    return list(PYRAMIDAL_SAMPLERS)
+
+
 def _schedules() -> list[str]:
     from vidcore.sampling import SCHEDULES
 
@@ -261,12 +267,23 @@ class VidCorePyramidalSampler:
                 ),
                 "steps_per_stage": (
                     "INT",
-                    {"default": 7, "min": 1, "max": 500, "tooltip": "Euler steps per stage."},
+                    {"default": 7, "min": 1, "max": 500, "tooltip": "Steps per stage."},
                 ),
                 "guidance": _guidance_input(),
                 "shift": _shift_input(),
                 "guidance_rescale": _rescale_input(),
-            }
+            },
+            # Appended (optional, so saved workflows without it still validate and keep Euler).
+            "optional": {
+                "sampler": (
+                    _pyramidal_samplers(),
+                    {
+                        "default": "euler",
+                        "tooltip": "Solver within each stage: euler (the ODE) or euler_ancestral (fresh "
+                        "noise each step, drawn from the seed).",
+                    },
+                ),
+            },
         }
 
     def sample(
@@ -281,6 +298,7 @@ class VidCorePyramidalSampler:
         guidance,
         shift,
         guidance_rescale,
+        sampler="euler",
     ):
         from vidcore.pipelines import SamplingOptions
 
@@ -290,7 +308,7 @@ class VidCorePyramidalSampler:
             guidance_rescale=guidance_rescale,
             shift=shift,
             schedule="pyramidal",
-            sampler="euler",
+            sampler=sampler,
             pyramid_stages=stages,
             seed=seed,
         )

@@ -257,6 +257,14 @@ def test_pyramidal_sampler_equals_the_library(loaded):
         opts = SamplingOptions(steps=4, guidance=3.0, schedule="pyramidal", pyramid_stages=2)
         ref = model.sample(noise, c, u, opts, generator=gen)
     assert torch.allclose(out, ref, atol=1e-5) and out.shape == lat["samples"].shape
+    # The optional stage solver: euler_ancestral draws its fresh noise from the seed as well.
+    pyr = node("VidCorePyramidalSampler")
+    anc = pyr.sample(model, pos, neg, lat, 5, 2, 2, 3.0, 1.0, 0.0, sampler="euler_ancestral")
+    gen = torch.Generator().manual_seed(5)
+    noise = torch.randn(lat["samples"].shape, generator=gen)
+    with torch.no_grad():
+        ref = model.sample(noise, c, u, opts.replace(sampler="euler_ancestral"), generator=gen)
+    assert torch.allclose(anc[0]["samples"], ref, atol=1e-5) and not torch.allclose(anc[0]["samples"], out)
     (odd,) = node("VidCoreEmptyVideoLatent").generate(model, vae, 12, 12, 5, 1)
     with pytest.raises(ValueError, match="divisible by 4 for 3 pyramid stages"):
         node("VidCorePyramidalSampler").sample(model, pos, neg, odd, 0, 3, 1, 3.0, 1.0, 0.0)

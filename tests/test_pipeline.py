@@ -79,6 +79,13 @@ def test_stochastic_sampler_is_reproducible_by_seed(pipe):
     c = pipe.generate("a red circle", sampler="euler_ancestral", steps=4, seed=6)
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
+    # The same within pyramid stages (the block noise and the ancestral noise share the generator).
+    kw = dict(schedule="pyramidal", sampler="euler_ancestral", steps=6, height=16, width=16)
+    torch.manual_seed(123)
+    a = pipe.generate("a red circle", seed=5, **kw)
+    torch.manual_seed(456)
+    assert torch.equal(a, pipe.generate("a red circle", seed=5, **kw))
+    assert not torch.equal(a, pipe.generate("a red circle", seed=5, **{**kw, "sampler": "euler"}))
 
 
 def test_video_to_video_keeps_more_of_the_input_at_low_denoise(pipe):

@@ -454,6 +454,7 @@ class Pipeline(ABC):
                 callback=callback,
                 disable=disable,
                 velocity="global",
+                sampler=options.sampler,
             )
         steps, denoise = options.steps, options.denoise
         total = int(math.ceil(steps / denoise)) if denoise < 1 else steps

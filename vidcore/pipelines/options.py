@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import ConfigMixin, check_choice, check_positive_int
-from ..sampling import SAMPLERS, SCHEDULES, check_sigma_list
+from ..sampling import PYRAMIDAL_SAMPLERS, SAMPLERS, SCHEDULES, check_sigma_list
 
 # Sanity bounds checked before any work: beyond them a run is a typo or cannot finish, and the failure
 # would otherwise come late (an allocation error, NaN at step 1). Memory is checked per model and size
@@ -143,9 +143,10 @@ class SamplingOptions(ConfigMixin):
                     f"denoise=1 (got schedule={self.schedule!r}, denoise={self.denoise!r})"
                 )
         if self.schedule == "pyramidal":
-            if self.sampler != "euler":
+            if self.sampler not in PYRAMIDAL_SAMPLERS:
                 raise ValueError(
-                    f"sampler={self.sampler!r}: schedule='pyramidal' integrates each stage with 'euler' only"
+                    f"sampler={self.sampler!r}: schedule='pyramidal' integrates each stage with one of "
+                    f"{list(PYRAMIDAL_SAMPLERS)}"
                 )
             if self.denoise != 1.0:
                 raise ValueError(

@@ -30,6 +30,7 @@ from .flow import (
 )
 from .guidance import CFGDenoiser, cfg_combine, rescale_guidance
 from .pyramidal import (
+    PYRAMIDAL_SAMPLERS,
     VELOCITY_KINDS,
     PyramidStage,
     latent_pyramid,
@@ -45,7 +46,9 @@ from .pyramidal import (
 )
 from .samplers import (
     SAMPLERS,
+    ancestral_fresh_part,
     ancestral_noise_std,
+    renoising_step,
     sample_euler,
     sample_euler_ancestral,
     sample_heun,
@@ -67,6 +70,7 @@ from .schedules import (
 from .unipc import half_log_snr, sample_unipc, unipc_update
 
 __all__ = [
+    "PYRAMIDAL_SAMPLERS",
     "SAMPLERS",
     "SCHEDULES",
     "CFGDenoiser",
@@ -74,6 +78,7 @@ __all__ = [
     "PyramidStage",
     "add_noise",
     "alphas_cumprod",
+    "ancestral_fresh_part",
     "ancestral_noise_std",
     "as_prediction_denoiser",
     "as_velocity_denoiser",
@@ -95,6 +100,7 @@ __all__ = [
     "q_sample",
     "renoise",
     "renoise_coefficients",
+    "renoising_step",
     "rescale_guidance",
     "sample_block_noise",
     "sample_ddim",

@@ -24,9 +24,13 @@ from torch import Tensor
 
 from .flow import Denoiser, euler_step, x0_from_velocity
 from .loop import Callback, call_denoiser, report, step_range
+from .samplers import ancestral_fresh_part, renoising_step
 from .schedules import time_shift
 
 VELOCITY_KINDS = ("local", "global")
+# Samplers a stage can integrate with: Euler (the ODE) and, for velocity="global", the ancestral (DDPM
+# posterior) step, which is defined on the true noise level only.
+PYRAMIDAL_SAMPLERS = ("euler", "euler_ancestral")
 
 
 @dataclass(frozen=True)
@@ -211,6 +215,7 @@ def sample_pyramidal(
     disable: bool | None = None,
     block_noises: Sequence[Tensor] | None = None,
     velocity: str = "local",
+    sampler: str = "euler",
 ) -> Tensor:
     """Pyramidal flow matching inference (spatial stages) from full-resolution ``noise`` [B, C, T, H, W].
 
@@ -221,11 +226,17 @@ def sample_pyramidal(
     - "global" (a model trained with plain flow matching, v = eps - x0, at every resolution): it is
       given the true noise level of x, and Euler runs on that level from the stage's start to its end.
     The number of stages is len(stage_steps). ``block_noises`` (one tensor per stage transition, at the
-    new stage's shape) replaces the drawn block noise, for parity tests. Callback dicts add ``stage``
+    new stage's shape) replaces the drawn block noise, for parity tests. ``sampler``: "euler" or, with
+    velocity "global", "euler_ancestral" (each step re-noises x0 with the DDPM posterior's share of
+    fresh noise from ``generator``, as ``sample_euler_ancestral`` at eta = 1). Callback dicts add ``stage``
     and ``timestep`` (the sigma given to the model); ``sigma``/``sigma_next`` are the Euler step's
     sigmas (local or global as above), ``denoised`` is x - sigma * v (the stage end point for "local",
     x0 for "global") and ``x`` changes resolution between stages. Returns full-resolution latents.
     """
+    if sampler not in PYRAMIDAL_SAMPLERS:
+        raise ValueError(f"sampler={sampler!r}: a pyramid stage integrates with {list(PYRAMIDAL_SAMPLERS)}")
+    if sampler != "euler" and velocity != "global":
+        raise ValueError(f"sampler={sampler!r} needs velocity='global' (true noise levels), not {velocity!r}")
     steps = list(stage_steps)
     if not steps:
         raise ValueError("stage_steps must name at least one stage")
@@ -255,7 +266,10 @@ def sample_pyramidal(
         s, s_next, t = local[j].item(), local[j + 1].item(), model_sigma[j].item()
         v = call_denoiser(model, x, t, i, extra_args, f"denoiser output (stage {k}, model sigma {t:.6g})", s)
         denoised = x0_from_velocity(x, s, v)
-        x = euler_step(x, v, s, s_next)
+        if sampler == "euler":
+            x = euler_step(x, v, s, s_next)
+        else:
+            x = renoising_step(x, v.to(x.dtype), s, s_next, ancestral_fresh_part(s, s_next), generator)
         report(
             callback,
             i=i,

@@ -107,7 +107,7 @@ def sample_euler_ancestral(
         raise ValueError(f"eta={eta!r} must lie in [0, 1]")
 
     def fresh(s: float, s_next: float) -> float:
-        return ancestral_noise_std(s, s_next, eta) / s_next if s_next > 0 else 0.0
+        return ancestral_fresh_part(s, s_next, eta)
 
     return _sample_renoising(
         model, x, sigmas, fresh, extra_args, callback, disable, generator, "euler-ancestral"
@@ -156,14 +156,28 @@ def _sample_renoising(
         s, s_next = sig[i], sig[i + 1]
         v = call_denoiser(model, x, s, i, extra_args).to(x.dtype)
         denoised = x0_from_velocity(x, s, v)
-        noise = eps_from_velocity(x, s, v)
-        fresh = fresh_part(s, s_next)
-        if fresh > 0:
-            z = randn_like_on(x, generator)
-            noise = (1 - fresh**2) ** 0.5 * noise + fresh * z
-        x = add_noise(denoised, noise, s_next)
+        x = renoising_step(x, v, s, s_next, fresh_part(s, s_next), generator)
         report(callback, i=i, x=x, sigma=s, sigma_next=s_next, denoised=denoised, total=total)
     return x
+
+
+def renoising_step(
+    x: Tensor, v: Tensor, sigma: float, sigma_next: float, fresh: float, generator: torch.Generator | None
+) -> Tensor:
+    """One step sigma -> sigma_next of the re-noising family: x0 = x - s v, then x0 re-noised to s' with
+    unit-variance noise of which ``fresh`` (in [0, 1]) is drawn from ``generator`` and the rest is the
+    predicted noise eps = x + (1 - s) v (``fresh`` = 0 is an Euler step; no noise is drawn then)."""
+    denoised = x0_from_velocity(x, sigma, v)
+    noise = eps_from_velocity(x, sigma, v)
+    if fresh > 0:
+        z = randn_like_on(x, generator)
+        noise = (1 - fresh**2) ** 0.5 * noise + fresh * z
+    return add_noise(denoised, noise, sigma_next)
+
+
+def ancestral_fresh_part(sigma: float, sigma_next: float, eta: float = 1.0) -> float:
+    """The fresh share of the noise of an ancestral step (``renoising_step``'s ``fresh``)."""
+    return ancestral_noise_std(sigma, sigma_next, eta) / sigma_next if sigma_next > 0 else 0.0
 
 
 # The sampler registry: name -> sampler. Every entry has the signature
