@@ -389,3 +389,21 @@ def test_eval_shapes_at_another_frame_count(capsys):
     assert main(["eval", "shapes", "--limit", "1", "--frames", "10"]) == 2
     err = capsys.readouterr().err
     assert "--frames 10 must be 1 + 4k" in err and "eval shapes:" not in err  # refused before generating
+
+
+def test_eval_shapes_with_another_sampler_records_it(capsys):
+    import json
+
+    import vidcore
+    from vidcore.cli import main
+
+    args = ["eval", "shapes", "--limit", "1", "--frames", "5", "--threads", "1", "--steps", "2"]
+    assert main(args) == 0
+    own = json.loads(capsys.readouterr().out)
+    assert main([*args, "--sampler", "heun"]) == 0
+    heun = json.loads(capsys.readouterr().out)
+    assert (own["sampler"], heun["sampler"]) == (vidcore.load_pipeline("tiny").config.sampler, "heun")
+    assert own["videos"][0]["fill"] != heun["videos"][0]["fill"]  # the video was sampled differently
+    with pytest.raises(SystemExit):
+        main([*args, "--sampler", "dpm"])
+    assert "invalid choice: 'dpm'" in capsys.readouterr().err

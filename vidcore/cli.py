@@ -333,7 +333,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
-    from .sampling import SCHEDULES
+    from .sampling import SAMPLERS, SCHEDULES
 
     p = sub.add_parser(
         "eval",
@@ -352,6 +352,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--guidance", type=float, default=None)
     p.add_argument("--schedule", choices=tuple(SCHEDULES), default=None)
+    p.add_argument("--sampler", choices=tuple(SAMPLERS), default=None, help="default: the model's own")
     p.add_argument(
         "--limit", type=int, default=None, help="evaluate only the first N prompts (every kind appears early)"
     )
@@ -377,6 +378,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         steps=args.steps,
         guidance=args.guidance,
         schedule=args.schedule,
+        sampler=args.sampler,
         limit=args.limit,
         seed=args.seed,
         threads=args.threads,
@@ -495,6 +497,7 @@ FLAGS = {
         "steps": "--steps",
         "guidance": "--guidance",
         "schedule": "--schedule",
+        "sampler": "--sampler",
         "seed": "--seed",
         "num_frames": "--frames",
     },

@@ -23,6 +23,7 @@ def evaluate_model(
     threads: int | None = None,
     progress: bool = False,
     num_frames: int | None = None,
+    sampler: str | None = None,
 ) -> dict[str, Any]:
     """Accuracy (colour, shape, direction, all three), single-object rate and temporal consistency on
     held-out phrasings, with the settings used and the mean generation time per video (same run, machine).
@@ -33,7 +34,8 @@ def evaluate_model(
     of the model's own text encoder) come from :func:`vidcore.eval.shapes.kind_report`; ``videos`` lists
     each prompt with the labels it asked for and the ones the analyser read.
     ``num_frames`` samples other lengths than the model's default (e.g. 33 instead of 17, to see how a
-    model trained on 17 frames holds up when the frame count doubles).
+    model trained on 17 frames holds up when the frame count doubles). ``sampler`` (default: the model's
+    own) is recorded in the report with the other settings.
     """
     from ..pipelines import load_pipeline
 
@@ -52,7 +54,13 @@ def evaluate_model(
     def generate(prompt: str, s: int) -> torch.Tensor:
         start = time.perf_counter()
         frames = pipe.generate(
-            prompt, num_frames=num_frames, steps=steps, guidance=guidance, schedule=schedule, seed=s
+            prompt,
+            num_frames=num_frames,
+            steps=steps,
+            guidance=guidance,
+            schedule=schedule,
+            sampler=sampler,
+            seed=s,
         )
         times.append(time.perf_counter() - start)
         return frames
@@ -69,6 +77,7 @@ def evaluate_model(
         "steps": cfg.steps if steps is None else steps,
         "guidance": cfg.guidance if guidance is None else guidance,
         "schedule": cfg.schedule if schedule is None else schedule,
+        "sampler": cfg.sampler if sampler is None else sampler,
         "threads": torch.get_num_threads(),
         "seconds_per_video_mean": sum(times) / len(times),
         "seconds_per_video_median": sorted(times)[len(times) // 2],
