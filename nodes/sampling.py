@@ -230,7 +230,8 @@ class VidCoreSampler:
     ):
         from vidcore.pipelines import SamplingOptions
 
-        # The model's own stage count for schedule="pyramidal" (the Pyramidal Sampler sets it explicitly).
+        # The model's own stages for schedule="pyramidal" (the Pyramidal Sampler sets them explicitly).
+        own = model.default_options()
         options = SamplingOptions(
             steps=steps,
             guidance=guidance,
@@ -238,7 +239,8 @@ class VidCoreSampler:
             shift=shift,
             schedule=schedule,
             sampler=sampler,
-            pyramid_stages=model.default_options().pyramid_stages,
+            pyramid_stages=own.pyramid_stages,
+            pyramid_stage_range=own.pyramid_stage_range,
             denoise=denoise,
             seed=seed,
             sigmas=_sigma_list(sigmas, model.model_sigmas(steps)),
@@ -283,6 +285,15 @@ class VidCorePyramidalSampler:
                         "noise each step, drawn from the seed).",
                     },
                 ),
+                "stage_range": (
+                    "STRING",
+                    {
+                        "default": "",
+                        "tooltip": "Where the stages change, as fractions of the noise schedule: stages + 1 "
+                        "comma-separated numbers from 0 to 1 (e.g. 0,0.05,0.2,1). Empty = the model's own "
+                        "split when stages is its stage count, else even stages.",
+                    },
+                ),
             },
         }
 
@@ -299,9 +310,20 @@ class VidCorePyramidalSampler:
         shift,
         guidance_rescale,
         sampler="euler",
+        stage_range="",
     ):
         from vidcore.pipelines import SamplingOptions
 
+        own = model.default_options()
+        if stage_range.strip():
+            try:
+                rng = tuple(float(v) for v in stage_range.split(",") if v.strip())
+            except ValueError:
+                raise ValueError(
+                    f"stage_range={stage_range!r} must be comma-separated numbers, e.g. 0,0.05,0.2,1"
+                ) from None
+        else:
+            rng = own.pyramid_stage_range if stages == own.pyramid_stages else None
         options = SamplingOptions(
             steps=stages * steps_per_stage,
             guidance=guidance,
@@ -310,6 +332,7 @@ class VidCorePyramidalSampler:
             schedule="pyramidal",
             sampler=sampler,
             pyramid_stages=stages,
+            pyramid_stage_range=rng,
             seed=seed,
         )
         return run_sampler(model, positive, negative, latent_image, options)

@@ -265,6 +265,18 @@ def test_pyramidal_sampler_equals_the_library(loaded):
     with torch.no_grad():
         ref = model.sample(noise, c, u, opts.replace(sampler="euler_ancestral"), generator=gen)
     assert torch.allclose(anc[0]["samples"], ref, atol=1e-5) and not torch.allclose(anc[0]["samples"], out)
+    # An explicit stage split (stages + 1 fractions of the schedule) reaches the library as given.
+    split = pyr.sample(model, pos, neg, lat, 5, 2, 2, 3.0, 1.0, 0.0, stage_range="0, 0.1, 1")
+    gen = torch.Generator().manual_seed(5)
+    noise = torch.randn(lat["samples"].shape, generator=gen)
+    with torch.no_grad():
+        ref = model.sample(noise, c, u, opts.replace(pyramid_stage_range=(0, 0.1, 1)), generator=gen)
+    (split,) = split
+    assert torch.allclose(split["samples"], ref, atol=1e-5) and not torch.allclose(split["samples"], out)
+    with pytest.raises(ValueError, match="stage_range='0,x,1' must be comma-separated numbers"):
+        pyr.sample(model, pos, neg, lat, 5, 2, 2, 3.0, 1.0, 0.0, stage_range="0,x,1")
+    with pytest.raises(ValueError, match=r"pyramid_stage_range=\[0.0, 1.0\] has 2 values; 2 pyramid stages"):
+        pyr.sample(model, pos, neg, lat, 5, 2, 2, 3.0, 1.0, 0.0, stage_range="0,1")
     (odd,) = node("VidCoreEmptyVideoLatent").generate(model, vae, 12, 12, 5, 1)
     with pytest.raises(ValueError, match="divisible by 4 for 3 pyramid stages"):
         node("VidCorePyramidalSampler").sample(model, pos, neg, odd, 0, 3, 1, 3.0, 1.0, 0.0)

@@ -138,6 +138,35 @@ def test_pipeline_config_refuses_bad_defaults(field, value, message):
         PipelineConfig(**{field: value})
 
 
+def test_pyramid_stage_range_moves_the_stage_boundaries(pipe):
+    from vidcore.pipelines import SamplingOptions
+    from vidcore.pipelines.builtin import PipelineConfig
+
+    kw = dict(schedule="pyramidal", sampler="euler", steps=6, seed=2)
+    seen = {}
+    for rng in (None, (0.0, 0.05, 0.2, 1.0)):
+        steps = []
+        opts = pipe.default_options().replace(pyramid_stage_range=rng, **kw)
+        frames = pipe.generate("a red circle", options=opts, callback=steps.append)
+        first = [s["timestep"] for s in steps if s["stage"] == 1][0]
+        seen[rng] = (frames, first)
+    even, skewed = seen[None], seen[(0.0, 0.05, 0.2, 1.0)]
+    # Stage 1 (half resolution) begins near the noise level where stage 0 ends: 2/3 of the schedule left
+    # by default, 95 % of it with the skewed split (the corrective renoise lifts both a little).
+    assert 0.67 < even[1] < 0.85 and 0.95 < skewed[1] < 0.99
+    assert not torch.equal(even[0], skewed[0])
+    with pytest.raises(ValueError, match=r"pyramid_stage_range=\[0.0, 0.5, 1.0\] has 3 values; 3 pyramid"):
+        SamplingOptions(pyramid_stage_range=(0, 0.5, 1))
+    with pytest.raises(ValueError, match=r"must be increasing numbers from 0 to 1, one more than the stages"):
+        SamplingOptions(pyramid_stage_range=(0, 0.5, 0.4, 1))
+    with pytest.raises(ValueError, match="pyramid_stage_range='abc' must be a list of numbers"):
+        SamplingOptions(pyramid_stage_range="abc")
+    cfg = PipelineConfig.from_dict({"pyramid_stage_range": [0, 0.1, 0.3, 1]})
+    assert cfg.pyramid_stage_range == (0.0, 0.1, 0.3, 1.0)
+    with pytest.raises(ValueError, match=r"PipelineConfig.pyramid_stage_range=\[0.0, 0.5, 1.0\] needs"):
+        PipelineConfig(pyramid_stage_range=(0, 0.5, 1))
+
+
 def test_nan_from_the_denoiser_stops_sampling(pipe):
     orig = pipe.dit.forward
     pipe.dit.forward = lambda x, *a, **k: torch.full_like(x, float("nan"))

@@ -455,6 +455,7 @@ class Pipeline(ABC):
                 disable=disable,
                 velocity="global",
                 sampler=options.sampler,
+                stage_range=options.pyramid_stage_range,
             )
         steps, denoise = options.steps, options.denoise
         total = int(math.ceil(steps / denoise)) if denoise < 1 else steps

@@ -18,6 +18,7 @@ from ..models.vae import CausalVAE3D
 from ..sampling import SAMPLERS, SCHEDULES, as_velocity_denoiser, check_sigma_list
 from ..sampling.flow import Denoiser
 from .base import Capabilities, ImageConditioning, Pipeline, SamplingOptions
+from .options import check_stage_range
 from .registry import Family, Parts
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
@@ -48,6 +49,7 @@ class PipelineConfig(ConfigMixin):
     sampler: str = "euler"
     schedule: str = "flow"
     pyramid_stages: int = 3
+    pyramid_stage_range: tuple[float, ...] | None = None  # None: even stages
     fps: float = 8.0
     # Distilled students: their own noise-level lists (one per trained step count; `steps` picks one) and
     # whether CFG was distilled in (then guidance 1 is as trained, and more is warned about).
@@ -63,6 +65,14 @@ class PipelineConfig(ConfigMixin):
             raise ValueError(f"PipelineConfig.guidance={self.guidance!r} must be >= 1 (1 = no guidance)")
         if not 0.0 <= self.guidance_rescale <= 1.0:
             raise ValueError(f"PipelineConfig.guidance_rescale={self.guidance_rescale!r} must be in [0, 1]")
+        if self.pyramid_stage_range is not None:
+            rng = check_stage_range(self.pyramid_stage_range, "PipelineConfig.pyramid_stage_range")
+            if len(rng) != self.pyramid_stages + 1:
+                raise ValueError(
+                    f"PipelineConfig.pyramid_stage_range={list(rng)} needs pyramid_stages + 1 = "
+                    f"{self.pyramid_stages + 1} values"
+                )
+            object.__setattr__(self, "pyramid_stage_range", rng)
         lists = tuple(check_sigma_list(v, "PipelineConfig.step_sigmas entry") for v in self.step_sigmas)
         object.__setattr__(self, "step_sigmas", lists)
         if not isinstance(self.guidance_distilled, bool):

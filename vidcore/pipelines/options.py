@@ -71,6 +71,8 @@ def check_option(name: str, value: object) -> Any:
     if name == "pyramid_stages":
         check_positive_int(name, value)
         return value
+    if name == "pyramid_stage_range":
+        return None if value is None else check_stage_range(value)
     if name == "seed":
         check_seed(value)
         return value
@@ -98,6 +100,22 @@ def check_option(name: str, value: object) -> Any:
     raise ValueError(f"unknown SamplingOptions option {name!r}")
 
 
+def check_stage_range(value: object, name: str = "pyramid_stage_range") -> tuple[float, ...]:
+    """Pyramid stage boundaries as fractions of the noise schedule: increasing numbers from 0 to 1, one
+    more than the stages (Pyramid Flow's ``stage_range``; stage k covers the fractions [r_k, r_k+1] of the
+    schedule from pure noise)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ValueError(f"{name}={value!r} must be a list of numbers from 0 to 1")
+    values = tuple(_number(name, v) for v in value)  # type: ignore[union-attr]
+    increasing = all(b > a for a, b in zip(values, values[1:], strict=False))
+    if len(values) < 2 or values[0] != 0 or values[-1] != 1 or not increasing:
+        raise ValueError(
+            f"{name}={list(value)!r} must be increasing numbers from 0 to 1, one more than the stages "  # type: ignore[call-overload]
+            "(e.g. [0, 0.05, 0.2, 1] for 3 stages)"
+        )
+    return values
+
+
 def check_options(**values: Any) -> None:
     """:func:`check_option` over the given values that are not None (e.g. a command line before loading)."""
     for name, value in values.items():
@@ -111,7 +129,8 @@ class SamplingOptions(ConfigMixin):
     ``w = g - 1``; 1 = off), ``guidance_2`` the scale of the low-noise expert of two-expert models (Wan 2.2
     A14B; None = ``guidance``), ``guidance_rescale`` phi of Lin et al. (2023), ``shift`` the SD3 timestep
     shift (Esser et al. 2024, Eq. 23), ``denoise`` < 1 starts from noised input latents (SDEdit, Meng et
-    al. 2021), ``pyramid_stages`` the number of resolution stages of ``schedule="pyramidal"``, ``sigmas``
+    al. 2021), ``pyramid_stages`` the number of resolution stages of ``schedule="pyramidal"`` and
+    ``pyramid_stage_range`` where they change (:func:`check_stage_range`; None = even thirds etc.), ``sigmas``
     an explicit noise-level list (distilled few-step models: N + 1 values ending in 0, ``steps`` = N).
 
     Unknown option names are errors: ``SamplingOptions.from_dict`` and :meth:`replace` name them."""
@@ -124,6 +143,7 @@ class SamplingOptions(ConfigMixin):
     schedule: str = "flow"
     sampler: str = "euler"
     pyramid_stages: int = 3
+    pyramid_stage_range: tuple[float, ...] | None = None
     denoise: float = 1.0
     seed: int = 0
     sigmas: tuple[float, ...] | None = None
@@ -142,6 +162,12 @@ class SamplingOptions(ConfigMixin):
                     f"sigmas={list(self.sigmas)} (an explicit noise-level list) needs schedule='flow' and "
                     f"denoise=1 (got schedule={self.schedule!r}, denoise={self.denoise!r})"
                 )
+        rng = self.pyramid_stage_range
+        if rng is not None and len(rng) != self.pyramid_stages + 1:
+            raise ValueError(
+                f"pyramid_stage_range={list(rng)} has {len(rng)} values; {self.pyramid_stages} pyramid "
+                f"stages need {self.pyramid_stages + 1} (or None for an even split)"
+            )
         if self.schedule == "pyramidal":
             if self.sampler not in PYRAMIDAL_SAMPLERS:
                 raise ValueError(
