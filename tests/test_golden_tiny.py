@@ -13,15 +13,24 @@ torch.set_num_threads(1)
 GOLDEN = Path(__file__).parent / "data" / "tiny_golden.safetensors"
 PROMPT = "a red circle moving right"
 # name -> generate() keywords; "v2v" also gets init_frames = the frames of "euler".
+# The sampler (and for "pyramidal" the even stage split) is named in every case, so a change of the model's
+# default sampler or stage split leaves them in place; "defaults" and "pyramidal_ancestral" follow
+# pipeline.json (CFG, sampler, stage split). A callable case builds its keywords from the pipeline.
 CASES = {
-    "euler": dict(steps=4, seed=1),
-    "negative_no_cfg": dict(negative_prompt="blurry", steps=3, guidance=1.0, seed=7),
+    "euler": dict(sampler="euler", steps=4, seed=1),
+    "negative_no_cfg": dict(sampler="euler", negative_prompt="blurry", steps=3, guidance=1.0, seed=7),
     "heun_shift_rescale": dict(
         sampler="heun", steps=3, guidance=4.0, shift=2.0, guidance_rescale=0.5, seed=2
     ),
     "ancestral": dict(sampler="euler_ancestral", steps=4, seed=3),
-    "pyramidal": dict(schedule="pyramidal", steps=6, seed=4),
-    "v2v": dict(steps=4, denoise=0.5, seed=5),
+    "pyramidal": lambda pipe: dict(
+        options=pipe.default_options().replace(
+            sampler="euler", schedule="pyramidal", pyramid_stage_range=None, steps=6, seed=4
+        )
+    ),
+    "v2v": dict(sampler="euler", steps=4, denoise=0.5, seed=5),
+    "defaults": dict(steps=4, seed=6),
+    "pyramidal_ancestral": dict(sampler="euler_ancestral", schedule="pyramidal", steps=6, seed=8),
 }
 
 
@@ -33,6 +42,7 @@ def fingerprint(frames: torch.Tensor) -> torch.Tensor:
 def golden_frames(pipe) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for name, kwargs in CASES.items():
+        kwargs = kwargs(pipe) if callable(kwargs) else kwargs
         extra = {"init_frames": out_frames} if name == "v2v" else {}  # noqa: F821 - set by the euler case
         frames = pipe.generate(PROMPT, **kwargs, **extra)
         if name == "euler":

@@ -72,8 +72,10 @@ def _empty_latent(width: int, height: int, num_frames: int) -> dict:
     }
 
 
-# The built-in tiny v2 runs at CFG 3 (chosen on training-style captions; vidcore/weights/tiny/MODEL_CARD.md).
+# The built-in tiny v2 runs at CFG 3 with the ancestral sampler (both chosen on training-style captions;
+# vidcore/weights/tiny/MODEL_CARD.md).
 TINY_GUIDANCE = 3.0
+TINY_SAMPLER = "euler_ancestral"
 
 
 def _sampler(
@@ -125,7 +127,7 @@ def _load_video(max_frames: int) -> dict:
 
 
 NEG = _encode("")
-EULER_20 = _sampler()
+TINY_20 = _sampler(sampler=TINY_SAMPLER)
 
 # ---- graphs ---------------------------------------------------------------------------------------------
 
@@ -170,7 +172,7 @@ def _t2v_score() -> dict:
     """text -> video (tiny) with the decoded frames also scored by Video Metrics. CLIP metrics stay off
     (clip_name "none", empty prompt) so it runs with the built-in model alone; README says how to turn
     them on (pick a CLIP folder, paste the prompt)."""
-    graph = _t2v(EULER_20, "vidcore/text_to_video_scored", "a red circle moving right on a black background")
+    graph = _t2v(TINY_20, "vidcore/text_to_video_scored", "a red circle moving right on a black background")
     graph["8"] = {
         "class_type": "VidCoreVideoMetrics",
         "inputs": {
@@ -190,7 +192,7 @@ def _v2v() -> dict:
         _model("tiny"),
         "a green triangle bouncing up and down",
         "",
-        _sampler(seed=7, denoise=0.6),
+        _sampler(seed=7, sampler=TINY_SAMPLER, denoise=0.6),
         "vidcore/video_to_video",
         fps=["8", 1],
     )
@@ -229,7 +231,7 @@ def _caption_regenerate() -> dict:
             },
         },
     }
-    graph = _generate(_model("tiny"), ["11", 0], "", EULER_20, "vidcore/regenerated")
+    graph = _generate(_model("tiny"), ["11", 0], "", TINY_20, "vidcore/regenerated")
     return _insert(graph, "2", captioning)
 
 
@@ -263,7 +265,7 @@ def _wan(model: str, prompt: str, prefix: str, steps: int, image: str | None = N
 
 API: dict[str, dict] = {
     "text_to_video_tiny": _t2v(
-        EULER_20,
+        TINY_20,
         "vidcore/text_to_video",
         "a red circle moving right on a black background",
     ),
@@ -279,6 +281,7 @@ API: dict[str, dict] = {
                 "guidance": TINY_GUIDANCE,
                 "shift": 1.0,
                 "guidance_rescale": 0.0,
+                "sampler": TINY_SAMPLER,
             },
         },
         "vidcore/pyramidal",
