@@ -29,6 +29,7 @@ from vidcore.distill import (
     trigflow_F,
     velocity_fn,
 )
+from vidcore.distill.loop import weights_digest
 
 torch.set_num_threads(1)
 sys.path.insert(0, str(Path(__file__).parent))
@@ -382,7 +383,9 @@ def test_distill_resume_equals_one_run(tiny_pipe, tmp_path, method):
     assert summary["student_timesteps"] == list(default_student_timesteps(method, 2))
     assert len(summary["losses"]) == 6
     with safe_open(str(one), framework="pt") as f:
-        assert json.loads(f.metadata()["distill"])["student_steps"] == 2
+        meta = json.loads(f.metadata()["distill"])
+    assert meta["student_steps"] == 2
+    assert meta["teacher_digest"] == summary["teacher_digest"] == weights_digest(tiny_pipe.dit)
 
 
 # ---- config ------------------------------------------------------------------------------------------------

@@ -155,6 +155,23 @@ def test_shipped_tiny_turbo_runs_in_four_steps_without_cfg(caplog):
     assert any(not torch.equal(v, teacher[k]) for k, v in pipe.dit.state_dict().items())
 
 
+def test_shipped_tiny_turbo_is_a_student_of_the_shipped_tiny():
+    """The student records its teacher's weights digest: when `tiny` is retrained, this fails until
+    tiny-turbo is re-distilled (`vidcore distill --teacher tiny --config tiny_turbo --export DIR`)."""
+    import json
+
+    from safetensors import safe_open
+
+    import vidcore
+    from vidcore.distill.loop import weights_digest
+    from vidcore.pipelines.builtin import builtin_models
+
+    with safe_open(str(builtin_models()["tiny-turbo"] / "dit.safetensors"), framework="pt") as f:
+        meta = json.loads(f.metadata()["distill"])
+    assert (meta["teacher"], meta["teacher_guidance"], meta["train_steps"]) == ("tiny", 3.0, 1200)
+    assert meta["teacher_digest"] == weights_digest(vidcore.load_pipeline("tiny").dit)
+
+
 def test_distilled_model_warnings_come_once_per_setting(caplog):
     import vidcore
 

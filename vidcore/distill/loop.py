@@ -37,13 +37,15 @@ def weights_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def _summary(cfg: DistillConfig, run: Run, teacher_name: str) -> dict[str, Any]:
+def _summary(cfg: DistillConfig, run: Run, teacher_name: str, teacher_digest: str) -> dict[str, Any]:
     recent = [h["loss"] for h in run.history[-50:] if "loss" in h]
     return {
         "method": cfg.method,
         "student_steps": cfg.student_steps,
         "student_timesteps": list(cfg.timesteps),
         "teacher": teacher_name,
+        # weights_digest of the teacher as loaded: a shipped student can be checked against its teacher.
+        "teacher_digest": teacher_digest,
         "teacher_guidance": cfg.teacher_guidance,
         "teacher_steps": cfg.teacher_steps,
         "train_steps": run.step,
@@ -102,7 +104,7 @@ def distill(
     name = teacher_name or getattr(getattr(teacher_pipe, "config", None), "name", "")
 
     def publish() -> None:  # the EMA student and the run's summary, under this invocation's config
-        summary = _summary(cfg, run, name)
+        summary = _summary(cfg, run, name, digest)
         meta = {"distill": json.dumps({k: v for k, v in summary.items() if k != "losses"})}
         run.ema_model(lambda: SpacetimeDiT(teacher.config)).save(
             run.out / STUDENT_FILE, overwrite=True, extra_metadata=meta
