@@ -309,13 +309,13 @@ class VidCorePyramidalSampler:
         guidance,
         shift,
         guidance_rescale,
-        sampler="euler",
-        stage_range="",
+        sampler=None,
+        stage_range=None,
     ):
         from vidcore.pipelines import SamplingOptions
 
         own = model.default_options()
-        if stage_range.strip():
+        if stage_range is not None and stage_range.strip():
             try:
                 rng = tuple(float(v) for v in stage_range.split(",") if v.strip())
             except ValueError:
@@ -330,7 +330,7 @@ class VidCorePyramidalSampler:
             guidance_rescale=guidance_rescale,
             shift=shift,
             schedule="pyramidal",
-            sampler=sampler,
+            sampler="euler" if sampler is None else sampler,
             pyramid_stages=stages,
             pyramid_stage_range=rng,
             seed=seed,
