@@ -106,11 +106,11 @@ def check_stage_range(value: object, name: str = "pyramid_stage_range") -> tuple
     schedule from pure noise)."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise ValueError(f"{name}={value!r} must be a list of numbers from 0 to 1")
-    values = tuple(_number(name, v) for v in value)  # type: ignore[union-attr]
+    values = tuple(_number(name, v) for v in value)  # type: ignore[attr-defined]
     increasing = all(b > a for a, b in zip(values, values[1:], strict=False))
     if len(values) < 2 or values[0] != 0 or values[-1] != 1 or not increasing:
         raise ValueError(
-            f"{name}={list(value)!r} must be increasing numbers from 0 to 1, one more than the stages "  # type: ignore[call-overload]
+            f"{name}={list(values)!r} must be increasing numbers from 0 to 1, one more than the stages "
             "(e.g. [0, 0.05, 0.2, 1] for 3 stages)"
         )
     return values

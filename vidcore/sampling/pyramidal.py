@@ -5,9 +5,9 @@ the temporal autoregression of Pyramid Flow (history units at lower resolutions)
 whole clip is denoised jointly. As in Pyramid Flow, each stage runs Euler with a LOCAL sigma 1 -> 0
 while the model is given the GLOBAL noise level of the stage's slice of the original schedule (in
 [0, 1]: Pyramid Flow's timestep / 1000); velocity="global" instead drives a model trained with plain
-flow matching on the true noise level (and may take ancestral steps within a stage). Between stages the latent is upsampled 2x (nearest) and
-re-noised with correlated block noise so the noise is i.i.d. again (Sec. 3.3 of the paper; constants
-in closed form).
+flow matching on the true noise level (and may take ancestral steps within a stage). Between stages the
+latent is upsampled 2x (nearest) and re-noised with correlated block noise so the noise is i.i.d. again
+(Sec. 3.3 of the paper; constants in closed form).
 """
 
 from __future__ import annotations
