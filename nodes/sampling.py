@@ -98,10 +98,15 @@ def _sigma_list(text: str | None, own: tuple[float, ...] | None) -> tuple[float,
     None when it has none: the schedule widget's)."""
     if text is None or not text.strip():
         return own
+    return _numbers("sigmas", text, "1,0.75,0.5,0")
+
+
+def _numbers(name: str, text: str, example: str) -> tuple[float, ...]:
+    """A text widget's comma-separated numbers; an error names the widget and shows ``example``."""
     try:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise ValueError(f"sigmas={text!r} must be comma-separated numbers, e.g. 1,0.75,0.5,0") from None
+        raise ValueError(f"{name}={text!r} must be comma-separated numbers, e.g. {example}") from None
 
 
 def run_sampler(model, positive, negative, latent_image, options, image=None, last_image=None):
@@ -316,12 +321,7 @@ class VidCorePyramidalSampler:
 
         own = model.default_options()
         if stage_range is not None and stage_range.strip():
-            try:
-                rng = tuple(float(v) for v in stage_range.split(",") if v.strip())
-            except ValueError:
-                raise ValueError(
-                    f"stage_range={stage_range!r} must be comma-separated numbers, e.g. 0,0.05,0.2,1"
-                ) from None
+            rng = _numbers("stage_range", stage_range, "0,0.05,0.2,1")
         else:
             rng = own.pyramid_stage_range if stages == own.pyramid_stages else None
         options = SamplingOptions(

@@ -83,7 +83,7 @@ def _sampler(
     guidance: float = TINY_GUIDANCE,
     seed: int = 42,
     shift: float = 1.0,
-    sampler: str = "euler",
+    sampler: str = TINY_SAMPLER,
     denoise: float = 1.0,
 ) -> dict:
     return {
@@ -127,7 +127,7 @@ def _load_video(max_frames: int) -> dict:
 
 
 NEG = _encode("")
-TINY_20 = _sampler(sampler=TINY_SAMPLER)
+TINY_20 = _sampler()
 
 # ---- graphs ---------------------------------------------------------------------------------------------
 
@@ -192,7 +192,7 @@ def _v2v() -> dict:
         _model("tiny"),
         "a green triangle bouncing up and down",
         "",
-        _sampler(seed=7, sampler=TINY_SAMPLER, denoise=0.6),
+        _sampler(seed=7, denoise=0.6),
         "vidcore/video_to_video",
         fps=["8", 1],
     )
@@ -247,7 +247,7 @@ def _ltx(prompt: str, prefix: str, image: str | None = None) -> dict:
     """LTX-Video 0.9.5 at its defaults (768x512, 97 frames, 30 steps, CFG 3, saved at the 25 fps it is
     conditioned on); with ``image`` the first frame is that picture (768x512)."""
     model = _model(LTX_CHECKPOINT, LTX_TEXT_ENCODER)
-    sampler = _sampler(steps=30, guidance=3.0)
+    sampler = _sampler(steps=30, guidance=3.0, sampler="euler")
     graph = _generate(model, prompt, LTX_NEGATIVE, sampler, prefix, size=(768, 512, 97), fps=25.0)
     return _first_frame(graph, image)
 

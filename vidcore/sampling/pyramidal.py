@@ -265,11 +265,12 @@ def sample_pyramidal(
         local, model_sigma = schedule[k]
         s, s_next, t = local[j].item(), local[j + 1].item(), model_sigma[j].item()
         v = call_denoiser(model, x, t, i, extra_args, f"denoiser output (stage {k}, model sigma {t:.6g})", s)
-        denoised = x0_from_velocity(x, s, v)
         if sampler == "euler":
+            denoised = x0_from_velocity(x, s, v)
             x = euler_step(x, v, s, s_next)
         else:
-            x = renoising_step(x, v.to(x.dtype), s, s_next, ancestral_fresh_part(s, s_next), generator)
+            fresh = ancestral_fresh_part(s, s_next)
+            x, denoised = renoising_step(x, v.to(x.dtype), s, s_next, fresh, generator)
         report(
             callback,
             i=i,

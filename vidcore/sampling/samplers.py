@@ -155,24 +155,24 @@ def _sample_renoising(
     for i in step_range(total, disable, desc):
         s, s_next = sig[i], sig[i + 1]
         v = call_denoiser(model, x, s, i, extra_args).to(x.dtype)
-        denoised = x0_from_velocity(x, s, v)
-        x = renoising_step(x, v, s, s_next, fresh_part(s, s_next), generator)
+        x, denoised = renoising_step(x, v, s, s_next, fresh_part(s, s_next), generator)
         report(callback, i=i, x=x, sigma=s, sigma_next=s_next, denoised=denoised, total=total)
     return x
 
 
 def renoising_step(
     x: Tensor, v: Tensor, sigma: float, sigma_next: float, fresh: float, generator: torch.Generator | None
-) -> Tensor:
+) -> tuple[Tensor, Tensor]:
     """One step sigma -> sigma_next of the re-noising family: x0 = x - s v, then x0 re-noised to s' with
     unit-variance noise of which ``fresh`` (in [0, 1]) is drawn from ``generator`` and the rest is the
-    predicted noise eps = x + (1 - s) v (``fresh`` = 0 is an Euler step; no noise is drawn then)."""
+    predicted noise eps = x + (1 - s) v (``fresh`` = 0 is an Euler step; no noise is drawn then).
+    Returns (the next x, x0), x0 for the caller's progress report."""
     denoised = x0_from_velocity(x, sigma, v)
     noise = eps_from_velocity(x, sigma, v)
     if fresh > 0:
         z = randn_like_on(x, generator)
         noise = (1 - fresh**2) ** 0.5 * noise + fresh * z
-    return add_noise(denoised, noise, sigma_next)
+    return add_noise(denoised, noise, sigma_next), denoised
 
 
 def ancestral_fresh_part(sigma: float, sigma_next: float, eta: float = 1.0) -> float:
