@@ -93,6 +93,45 @@ def _rescale_input() -> tuple:
     )
 
 
+def _stepped_guidance_inputs() -> dict:
+    """Optional inputs: a CFG scale for the low-noise steps (appended, so saved workflows still validate)."""
+    return {
+        "guidance_2": (
+            "FLOAT",
+            {
+                "default": 2.0,
+                "min": 1.0,
+                "max": 30.0,
+                "step": 0.1,
+                "round": 0.01,
+                "tooltip": "CFG scale of the steps whose noise level is below guidance_boundary (unused "
+                "while guidance_boundary is 0).",
+            },
+        ),
+        "guidance_boundary": (
+            "FLOAT",
+            {
+                "default": 0.0,
+                "min": 0.0,
+                "max": 0.99,
+                "step": 0.05,
+                "tooltip": "Noise level (0..1) below which guidance_2 replaces guidance (a guidance "
+                "schedule, Kynkäänniemi et al. 2024); 0 = one scale throughout.",
+            },
+        ),
+    }
+
+
+def _stepped_guidance(guidance_2: float | None, guidance_boundary: float | None) -> dict:
+    """SamplingOptions keywords of the optional stepped-guidance inputs (boundary 0 or unset: off)."""
+    if not guidance_boundary:
+        return {}
+    return {
+        "guidance_2": guidance_2 if guidance_2 is not None else 2.0,
+        "guidance_boundary": guidance_boundary,
+    }
+
+
 def _sigma_list(text: str | None, own: tuple[float, ...] | None) -> tuple[float, ...] | None:
     """The widget's comma-separated noise levels; empty: the model's own list for ``steps`` steps (``own``,
     None when it has none: the schedule widget's)."""
@@ -212,6 +251,7 @@ class VidCoreSampler:
                         "model's own list when steps match it).",
                     },
                 ),
+                **_stepped_guidance_inputs(),
             },
         }
 
@@ -232,6 +272,8 @@ class VidCoreSampler:
         image=None,
         last_image=None,
         sigmas=None,
+        guidance_2=None,
+        guidance_boundary=None,
     ):
         from vidcore.pipelines import SamplingOptions
 
@@ -249,6 +291,7 @@ class VidCoreSampler:
             denoise=denoise,
             seed=seed,
             sigmas=_sigma_list(sigmas, model.model_sigmas(steps)),
+            **_stepped_guidance(guidance_2, guidance_boundary),
         )
         return run_sampler(model, positive, negative, latent_image, options, image, last_image)
 
@@ -299,6 +342,7 @@ class VidCorePyramidalSampler:
                         "split when stages is its stage count, else even stages.",
                     },
                 ),
+                **_stepped_guidance_inputs(),
             },
         }
 
@@ -316,6 +360,8 @@ class VidCorePyramidalSampler:
         guidance_rescale,
         sampler=None,
         stage_range=None,
+        guidance_2=None,
+        guidance_boundary=None,
     ):
         from vidcore.pipelines import SamplingOptions
 
@@ -334,5 +380,6 @@ class VidCorePyramidalSampler:
             pyramid_stages=stages,
             pyramid_stage_range=rng,
             seed=seed,
+            **_stepped_guidance(guidance_2, guidance_boundary),
         )
         return run_sampler(model, positive, negative, latent_image, options)

@@ -389,6 +389,8 @@ _NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine ha
         (["--guidance", "inf"], "--guidance inf must be a finite number >= 1"),
         (["--guidance", "nan"], "--guidance nan must be a finite number >= 1"),
         (["--guidance", "0.5"], "--guidance 0.5 must be >= 1"),
+        (["--guidance-2", "0.5"], "--guidance-2 0.5 must be a finite number >= 1"),
+        (["--guidance-boundary", "1.5"], "--guidance-boundary 1.5 must be a noise level in (0, 1)"),
         (["--shift", "0"], "--shift 0.0 must be a finite number > 0"),
         (["--shift", "inf"], "--shift inf must be a finite number > 0"),
         (["--seed", "-1"], "--seed -1 must be an integer in [0, 2**64)"),
@@ -423,6 +425,30 @@ def no_sampling(monkeypatch):
     monkeypatch.setattr(Pipeline, "sample", _never)
     monkeypatch.setattr(Pipeline, "encode_prompts", _never)
     monkeypatch.setattr(Pipeline, "prepare_latents", _never)
+
+
+def test_stepped_guidance_flags_reach_the_sampler(tmp_path, capsys, monkeypatch) -> None:
+    from vidcore.pipelines.base import Pipeline
+
+    seen = []
+
+    def capture(self, noise, cond, uncond, options, **kwargs):
+        seen.append((options, uncond is not None))
+        raise AssertionError("reached work")
+
+    monkeypatch.setattr(Pipeline, "sample", capture)
+    flags = ["--guidance", "4", "--guidance-2", "1", "--guidance-boundary", "0.7"]
+    with pytest.raises(AssertionError, match="reached work"):
+        cli_main(["generate", "x", "-o", str(tmp_path / "x.mp4"), *flags])
+    options, with_uncond = seen[0]
+    assert (options.guidance, options.guidance_2, options.guidance_boundary) == (
+        4.0,
+        1.0,
+        0.7,
+    ) and with_uncond
+    code, err = run_cli(["generate", "x", "-o", str(tmp_path / "x.mp4"), "--guidance-2", "2"], capsys)
+    assert code == 2 and "--guidance-2 2.0 needs guidance_boundary (the noise level below which" in err, err
+    assert list(tmp_path.iterdir()) == []
 
 
 def _suggestions(err: str) -> list[int]:
@@ -533,7 +559,11 @@ def test_internal_parameter_names_become_flags(tmp_path, capsys) -> None:
     assert to_flags("pass overwrite=True to replace it", "generate") == "pass --overwrite to replace it"
     # config keys and other objects' fields stay as they are
     assert to_flags("PipelineConfig.steps=0 must be", "generate") == "PipelineConfig.steps=0 must be"
-    assert to_flags("guidance_2=3 is only for", "generate") == "guidance_2=3 is only for"
+    assert (
+        to_flags("guidance_2=3 needs guidance_boundary", "generate")
+        == "--guidance-2 3 needs guidance_boundary"
+    )
+    assert to_flags("guidance_boundary=1.5 must be", "generate") == "--guidance-boundary 1.5 must be"
 
 
 def test_help_shows_defaults_everywhere(capsys) -> None:

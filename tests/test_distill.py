@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -348,6 +349,17 @@ def test_teacher_guidance_none_takes_the_teachers_default(tiny_pipe, tmp_path):
     for bad in (0.5, float("nan"), True):
         with pytest.raises(ValueError, match="teacher_guidance=.* must be >= 1 .* or None"):
             dataclasses.replace(cfg, teacher_guidance=bad)
+    # A teacher whose default CFG steps down at low noise: one scale cannot stand for it, so None is refused
+    # (naming both scales and the boundary) before anything is written.
+    stepped = copy.copy(tiny_pipe)
+    stepped.config = dataclasses.replace(tiny_pipe.config, guidance_2=2.0, guidance_boundary=0.9)
+    other = dataclasses.replace(cfg, out_dir=str(tmp_path / "stepped"))
+    g = f"{tiny_pipe.config.guidance:g}"
+    with pytest.raises(
+        ValueError, match=rf"steps from {g} to 2 below noise level 0.9; .* set teacher_guidance"
+    ):
+        distill(stepped, other, log=messages.append)
+    assert not (tmp_path / "stepped").exists()
 
 
 def test_a_run_folder_refuses_to_resume_with_another_teacher(tiny_pipe, tmp_path):
@@ -521,3 +533,14 @@ def test_a_teacher_that_is_not_a_vidcore_flow_model_is_refused(tmp_path):
     with pytest.raises(TypeError, match="must be a flow-matching vidcore model.*got NotAVideoPipeline"):
         distill(NotAVideoPipeline(), loop_config(tmp_path / "run", 1, "trajectory"), log=lambda m: None)
     assert not (tmp_path / "run").exists()
+
+
+def test_student_config_drops_the_teachers_stepped_guidance():
+    """CFG is distilled in: a teacher default that steps its scale down at low noise leaves no CFG behind."""
+    from vidcore.distill.export import student_pipeline_config
+    from vidcore.pipelines.builtin import PipelineConfig
+
+    teacher = PipelineConfig(guidance=4.0, guidance_2=2.0, guidance_boundary=0.9)
+    got = student_pipeline_config(teacher, {"student_timesteps": [1.0, 0.5]}, "student")
+    assert (got.guidance, got.guidance_2, got.guidance_boundary) == (1.0, None, None)
+    assert (got.steps, got.step_sigmas, got.sampler) == (2, ((1.0, 0.5, 0.0),), "renoise")

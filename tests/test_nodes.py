@@ -277,6 +277,17 @@ def test_pyramidal_sampler_equals_the_library(loaded):
         pyr.sample(model, pos, neg, lat, 5, 2, 2, 3.0, 1.0, 0.0, stage_range="0,x,1")
     with pytest.raises(ValueError, match=r"pyramid_stage_range=\[0.0, 1.0\] has 2 values; 2 pyramid stages"):
         pyr.sample(model, pos, neg, lat, 5, 2, 2, 3.0, 1.0, 0.0, stage_range="0,1")
+    # Stepped guidance (optional inputs): guidance_2 below guidance_boundary on the global noise level;
+    # boundary 0 (the default) is one scale throughout.
+    stepped = pyr.sample(model, pos, neg, lat, 5, 2, 2, 3.0, 1.0, 0.0, guidance_2=1.5, guidance_boundary=0.5)
+    gen = torch.Generator().manual_seed(5)
+    noise = torch.randn(lat["samples"].shape, generator=gen)
+    with torch.no_grad():
+        ref = model.sample(noise, c, u, opts.replace(guidance_2=1.5, guidance_boundary=0.5), generator=gen)
+    (stepped,) = stepped
+    assert torch.allclose(stepped["samples"], ref, atol=1e-5) and not torch.allclose(stepped["samples"], out)
+    off = pyr.sample(model, pos, neg, lat, 5, 2, 2, 3.0, 1.0, 0.0, guidance_2=1.5, guidance_boundary=0.0)
+    assert torch.equal(off[0]["samples"], out)
     (odd,) = node("VidCoreEmptyVideoLatent").generate(model, vae, 12, 12, 5, 1)
     with pytest.raises(ValueError, match="divisible by 4 for 3 pyramid stages"):
         node("VidCorePyramidalSampler").sample(model, pos, neg, odd, 0, 3, 1, 3.0, 1.0, 0.0)

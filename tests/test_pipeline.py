@@ -167,6 +167,71 @@ def test_pyramid_stage_range_moves_the_stage_boundaries(pipe):
         PipelineConfig(pyramid_stage_range=(0, 0.5, 1))
 
 
+def test_stepped_guidance_switches_scale_at_the_boundary(pipe):
+    import copy
+    import dataclasses
+
+    from vidcore.pipelines.builtin import PipelineConfig
+
+    seen: list[tuple[float, float]] = []
+    orig = pipe.guidance_schedule
+
+    def recording(options):
+        fn = orig(options)
+        if fn is None:
+            seen.append((-1.0, options.guidance))
+            return None
+
+        def scale(sigma):
+            g = fn(sigma)
+            seen.append((float(sigma.reshape(-1)[0]), g))
+            return g
+
+        return scale
+
+    pipe.guidance_schedule = recording
+    try:
+        kw = dict(sampler="euler", steps=10, seed=1)
+        frames = pipe.generate("a red circle", guidance=4.0, guidance_2=2.0, guidance_boundary=0.55, **kw)
+        assert len(seen) == 10 and [g for _, g in seen] == [4.0 if s >= 0.55 else 2.0 for s, _ in seen]
+        assert {g for _, g in seen} == {4.0, 2.0}
+        # Equal scales are the constant scale bit for bit; different ones change the video.
+        same = pipe.generate("a red circle", guidance=4.0, guidance_2=4.0, guidance_boundary=0.55, **kw)
+        const = pipe.generate("a red circle", guidance=4.0, **kw)
+        assert torch.equal(same, const) and not torch.equal(frames, const)
+        # Pyramidal: the boundary is on the global noise level, across the stages.
+        seen.clear()
+        pipe.generate("x", schedule="pyramidal", steps=6, guidance=4.0, guidance_2=2.0, guidance_boundary=0.5)
+        assert [g for _, g in seen] == [4.0 if s >= 0.5 else 2.0 for s, _ in seen]
+        assert {g for _, g in seen} == {4.0, 2.0}
+        # A model whose default steps down: its defaults apply, and a scale given alone holds throughout.
+        stepped = copy.copy(pipe)
+        stepped.config = dataclasses.replace(pipe.config, guidance=4.0, guidance_2=2.0, guidance_boundary=0.5)
+        opts = stepped.default_options()
+        assert (opts.guidance, opts.guidance_2, opts.guidance_boundary) == (4.0, 2.0, 0.5)
+        seen.clear()
+        stepped.generate("x", steps=4)
+        assert [g for _, g in seen] == [4.0 if s >= 0.5 else 2.0 for s, _ in seen] and len(seen) == 4
+        seen.clear()
+        stepped.generate("x", steps=4, guidance=5.0)
+        assert seen == [(-1.0, 5.0)]
+        seen.clear()
+        stepped.generate("x", steps=4, guidance=5.0, guidance_2=1.0, guidance_boundary=0.7)
+        assert [g for _, g in seen] == [5.0 if s >= 0.7 else 1.0 for s, _ in seen]
+    finally:
+        del pipe.guidance_schedule
+    with pytest.raises(ValueError, match="needs guidance_boundary"):
+        pipe.generate("x", steps=2, guidance_2=2.0)
+    with pytest.raises(
+        ValueError, match=r"PipelineConfig.guidance_2=2.0 and guidance_boundary=None go together"
+    ):
+        PipelineConfig(guidance_2=2.0)
+    with pytest.raises(ValueError, match=r"guidance_boundary=1.5 must be a noise level in \(0, 1\)"):
+        PipelineConfig(guidance_2=2.0, guidance_boundary=1.5)
+    cfg = PipelineConfig.from_dict({"guidance_2": 2, "guidance_boundary": 0.9})
+    assert (cfg.guidance_2, cfg.guidance_boundary) == (2.0, 0.9)
+
+
 def test_nan_from_the_denoiser_stops_sampling(pipe):
     orig = pipe.dit.forward
     pipe.dit.forward = lambda x, *a, **k: torch.full_like(x, float("nan"))

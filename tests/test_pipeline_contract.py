@@ -58,6 +58,13 @@ def test_sampling_options_are_frozen_keyword_only_and_validated_once():
         (dict(seed=True), "seed=True must be an integer"),
         (dict(schedule="pyramidal", sampler="heun"), "sampler='heun': schedule='pyramidal' integrates"),
         (dict(guidance_2=0.5), r"guidance_2=0.5 must be a finite number >= 1 \(None = guidance\)"),
+        (dict(guidance_boundary=0.5), r"guidance_boundary=0.5 needs guidance_2 \(the CFG scale of the steps"),
+        (
+            dict(guidance_2=2.0, guidance_boundary=1.0),
+            r"guidance_boundary=1.0 must be a noise level in \(0, 1\)",
+        ),
+        (dict(guidance_2=2.0, guidance_boundary=0), r"guidance_boundary=0 must be a noise level in \(0, 1\)"),
+        (dict(guidance_2=2.0, guidance_boundary="0.5"), "guidance_boundary='0.5' must be a number, got str"),
         (dict(schedule="pyramidal", denoise=0.5), "needs schedule='flow'"),
     ]
     for kwargs, message in cases:
@@ -120,8 +127,13 @@ def test_refusals_are_derived_from_capabilities():
         i2v.check(SamplingOptions(), image=True, last_image=True)
     with pytest.raises(ValueError, match="last_image needs image"):
         i2v.check(SamplingOptions(), last_image=True)
-    with pytest.raises(ValueError, match=r"guidance_2=3.0 is only for two-expert models \(Wan 2.2 A14B\)"):
+    with pytest.raises(ValueError, match=r"guidance_2=3.0 needs guidance_boundary \(the noise level below"):
         caps.check(SamplingOptions(guidance_2=3.0))
+    caps.check(SamplingOptions(guidance_2=3.0, guidance_boundary=0.5))  # a stepped scale: any family
+    experts = Capabilities(family="Duo", expert_guidance=True)
+    experts.check(SamplingOptions(guidance_2=3.0))  # switches at the model's own expert boundary
+    with pytest.raises(ValueError, match="guidance_boundary=0.5: Duo models switch from guidance to"):
+        experts.check(SamplingOptions(guidance_2=3.0, guidance_boundary=0.5))
     with pytest.raises(ValueError, match="tile_size=32: the Toy VAE has no spatial tiling"):
         caps.check_tiling(32, None)
     with pytest.raises(ValueError, match="Toy capabilities sampler='dpm' must be one of"):

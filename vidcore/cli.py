@@ -99,7 +99,25 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--height", type=int, default=None, help="frame height in pixels")
     p.add_argument("--width", type=int, default=None, help="frame width in pixels")
     p.add_argument("--steps", type=int, default=None, help="sampling steps")
-    p.add_argument("--guidance", type=float, default=None, help="CFG scale g (1 = off)")
+    p.add_argument(
+        "--guidance",
+        type=float,
+        default=None,
+        help="CFG scale g (1 = off); given alone it holds at every step, replacing a model default that "
+        "steps down at low noise",
+    )
+    p.add_argument(
+        "--guidance-2",
+        type=float,
+        default=None,
+        help="CFG scale of the steps below --guidance-boundary (two-expert Wan 2.2: of the low-noise expert)",
+    )
+    p.add_argument(
+        "--guidance-boundary",
+        type=float,
+        default=None,
+        help="noise level in (0, 1) below which --guidance-2 replaces --guidance",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same machine -> same video)")
     p.add_argument(
         "--schedule",
@@ -199,7 +217,15 @@ def _check_before_loading(args: argparse.Namespace) -> None:
 
     check_request(args.frames, args.height, args.width)
     sigmas = _sigma_list(args.sigmas)
-    check_options(steps=args.steps, guidance=args.guidance, seed=args.seed, shift=args.shift, sigmas=sigmas)
+    check_options(
+        steps=args.steps,
+        guidance=args.guidance,
+        guidance_2=args.guidance_2,
+        guidance_boundary=args.guidance_boundary,
+        seed=args.seed,
+        shift=args.shift,
+        sigmas=sigmas,
+    )
     if args.device is not None:
         resolve_device(args.device)
 
@@ -266,6 +292,8 @@ def _run_generate(args: argparse.Namespace) -> int:
         width=args.width,
         steps=args.steps,
         guidance=args.guidance,
+        guidance_2=args.guidance_2,
+        guidance_boundary=args.guidance_boundary,
         seed=args.seed,
         schedule=args.schedule,
         shift=args.shift,
@@ -393,7 +421,19 @@ def _run_eval(args: argparse.Namespace) -> int:
 # What an unset (None) option means, per command, in --help: "(default: the model's own)", not "None".
 NONE_MEANS = {
     "generate": (
-        {"frames", "height", "width", "steps", "guidance", "schedule", "shift", "sampler", "fps"},
+        {
+            "frames",
+            "height",
+            "width",
+            "steps",
+            "guidance",
+            "guidance_2",
+            "guidance_boundary",
+            "schedule",
+            "shift",
+            "sampler",
+            "fps",
+        },
         "the model's own",
     ),
     "eval": ({"steps", "guidance", "schedule", "frames"}, "the model's own"),
@@ -476,6 +516,8 @@ FLAGS = {
         "width": "--width",
         "steps": "--steps",
         "guidance": "--guidance",
+        "guidance_2": "--guidance-2",
+        "guidance_boundary": "--guidance-boundary",
         "seed": "--seed",
         "shift": "--shift",
         "sigmas": "--sigmas",

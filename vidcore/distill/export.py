@@ -37,6 +37,8 @@ def student_pipeline_config(teacher: PipelineConfig, summary: dict[str, Any], na
         name=name,
         steps=len(times),
         guidance=1.0,
+        guidance_2=None,
+        guidance_boundary=None,
         sampler="renoise",
         schedule="flow",
         step_sigmas=[[*times, 0.0]],

@@ -79,7 +79,13 @@ def distill(
             "vidcore.distill.objectives with vidcore.distill.velocity_fn."
         )
     if cfg.teacher_guidance is None:  # the teacher's own default CFG, recorded in the run's config
-        cfg = dataclasses.replace(cfg, teacher_guidance=float(teacher_pipe.default_options().guidance))
+        own = teacher_pipe.default_options()
+        if own.guidance_boundary is not None:
+            raise ValueError(
+                f"the teacher's default CFG steps from {own.guidance:g} to {own.guidance_2:g} below noise "
+                f"level {own.guidance_boundary:g}; distillation bakes in one scale: set teacher_guidance"
+            )
+        cfg = dataclasses.replace(cfg, teacher_guidance=float(own.guidance))
         log(f"teacher guidance: {cfg.teacher_guidance:g} (the teacher's default)")
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)

@@ -76,6 +76,9 @@ def evaluate_model(
         "num_frames": cfg.num_frames if num_frames is None else num_frames,
         "steps": cfg.steps if steps is None else steps,
         "guidance": cfg.guidance if guidance is None else guidance,
+        # A scale given alone holds at every step; the model's own may step down below a noise level.
+        "guidance_2": getattr(cfg, "guidance_2", None) if guidance is None else None,
+        "guidance_boundary": getattr(cfg, "guidance_boundary", None) if guidance is None else None,
         "schedule": cfg.schedule if schedule is None else schedule,
         "sampler": cfg.sampler if sampler is None else sampler,
         "threads": torch.get_num_threads(),

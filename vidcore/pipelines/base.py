@@ -178,8 +178,16 @@ class Pipeline(ABC):
             )
 
     def guidance_schedule(self, options: SamplingOptions) -> Callable[[Tensor], float] | None:
-        """A CFG scale per step (from the step's sigma), or None for ``options.guidance`` throughout."""
-        return None
+        """A CFG scale per step (from the step's sigma), or None for ``options.guidance`` throughout: by
+        default ``guidance`` at noise levels at or above ``guidance_boundary`` and ``guidance_2`` below."""
+        if options.guidance_boundary is None or options.guidance_2 is None:
+            return None
+        high, low, boundary = options.guidance, options.guidance_2, options.guidance_boundary
+
+        def scale(sigma: Tensor) -> float:
+            return high if float(sigma.reshape(-1)[0]) >= boundary else low
+
+        return scale
 
     def encode_image(
         self,
@@ -492,6 +500,7 @@ class Pipeline(ABC):
         steps: int | None = None,
         guidance: float | None = None,
         guidance_2: float | None = None,
+        guidance_boundary: float | None = None,
         seed: int | None = None,
         schedule: str | None = None,
         shift: float | None = None,
@@ -517,6 +526,8 @@ class Pipeline(ABC):
         ``[H, W, 3]`` in 0..1) condition image-to-video families on the first / last frame; unset
         ``height`` / ``width`` then take the image's size. ``latents`` replaces the seeded initial noise.
         The empty prompt is allowed (unconditional generation). Same seed, same machine -> same frames.
+        ``guidance`` given alone replaces a default that steps the scale down at low noise (``guidance_2``
+        below ``guidance_boundary``) with that one scale throughout.
         """
         if negative_prompt is None:
             # The model's own default negative prompt (Wan has one), else the empty prompt.
@@ -540,11 +551,21 @@ class Pipeline(ABC):
                 sigmas = own
             elif base.sigmas is not None:
                 base = base.replace(sigmas=None)
+        if (
+            guidance is not None
+            and guidance_2 is None
+            and guidance_boundary is None
+            and base.guidance_boundary
+        ):
+            # One scale asked for: it holds at every step, not only above the default's boundary (a
+            # two-expert model's guidance_2 default stays: its boundary is the model's).
+            base = base.replace(guidance_2=None, guidance_boundary=None)
         opts = base.with_overrides(
             sigmas=sigmas,
             steps=steps,
             guidance=guidance,
             guidance_2=guidance_2,
+            guidance_boundary=guidance_boundary,
             seed=seed,
             schedule=schedule,
             shift=shift,

@@ -18,7 +18,7 @@ from ..models.vae import CausalVAE3D
 from ..sampling import SAMPLERS, SCHEDULES, as_velocity_denoiser, check_sigma_list
 from ..sampling.flow import Denoiser
 from .base import Capabilities, ImageConditioning, Pipeline, SamplingOptions
-from .options import check_stage_range
+from .options import check_option, check_stage_range
 from .registry import Family, Parts
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
@@ -44,6 +44,9 @@ class PipelineConfig(ConfigMixin):
     width: int = 64
     steps: int = 20
     guidance: float = 4.0
+    # A scale that steps down at low noise: guidance_2 at noise levels below guidance_boundary (None: off).
+    guidance_2: float | None = None
+    guidance_boundary: float | None = None
     guidance_rescale: float = 0.0
     shift: float = 1.0
     sampler: str = "euler"
@@ -65,6 +68,13 @@ class PipelineConfig(ConfigMixin):
             raise ValueError(f"PipelineConfig.guidance={self.guidance!r} must be >= 1 (1 = no guidance)")
         if not 0.0 <= self.guidance_rescale <= 1.0:
             raise ValueError(f"PipelineConfig.guidance_rescale={self.guidance_rescale!r} must be in [0, 1]")
+        for name in ("guidance_2", "guidance_boundary"):
+            object.__setattr__(self, name, check_option(name, getattr(self, name)))
+        if (self.guidance_2 is None) != (self.guidance_boundary is None):
+            raise ValueError(
+                f"PipelineConfig.guidance_2={self.guidance_2!r} and guidance_boundary="
+                f"{self.guidance_boundary!r} go together (the scale below the boundary; both or neither)"
+            )
         if self.pyramid_stage_range is not None:
             rng = check_stage_range(self.pyramid_stage_range, "PipelineConfig.pyramid_stage_range")
             if len(rng) != self.pyramid_stages + 1:

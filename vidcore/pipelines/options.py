@@ -80,6 +80,16 @@ def check_option(name: str, value: object) -> Any:
         return _guidance(name, value, "1 = no guidance; CFG w = guidance - 1")
     if name == "guidance_2":
         return None if value is None else _guidance(name, value, "None = guidance")
+    if name == "guidance_boundary":
+        if value is None:
+            return None
+        v = _number(name, value)
+        if not 0.0 < v < 1.0:
+            raise ValueError(
+                f"guidance_boundary={value!r} must be a noise level in (0, 1): steps at or above it use "
+                "guidance, the steps below it guidance_2"
+            )
+        return v
     if name in ("guidance_rescale", "shift", "denoise"):
         v = _number(name, value)
         if name == "guidance_rescale" and not 0.0 <= v <= 1.0:
@@ -126,18 +136,23 @@ def check_options(**values: Any) -> None:
 @dataclass(frozen=True, kw_only=True)
 class SamplingOptions(ConfigMixin):
     """How to sample, validated once. ``guidance`` is the usual CFG scale g (``(1+w)·v_c - w·v_u`` with
-    ``w = g - 1``; 1 = off), ``guidance_2`` the scale of the low-noise expert of two-expert models (Wan 2.2
-    A14B; None = ``guidance``), ``guidance_rescale`` phi of Lin et al. (2023), ``shift`` the SD3 timestep
-    shift (Esser et al. 2024, Eq. 23), ``denoise`` < 1 starts from noised input latents (SDEdit, Meng et
-    al. 2021), ``pyramid_stages`` the number of resolution stages of ``schedule="pyramidal"`` and
-    ``pyramid_stage_range`` where they change (:func:`check_stage_range`; None = even thirds etc.), ``sigmas``
-    an explicit noise-level list (distilled few-step models: N + 1 values ending in 0, ``steps`` = N).
+    ``w = g - 1``; 1 = off), ``guidance_2`` the scale of the low-noise steps: below ``guidance_boundary``
+    (a noise level sigma; steps whose sigma is at or above it use ``guidance``), or below the expert switch
+    of two-expert models (Wan 2.2 A14B, whose boundary is the model's; None = ``guidance``). A scale that
+    steps down at low noise is a guidance schedule in the sense of Kynkäänniemi et al. 2024 (arXiv
+    2404.07724: guidance in a limited interval). ``guidance_rescale`` phi of Lin et al. (2023), ``shift``
+    the SD3 timestep shift (Esser et al. 2024, Eq. 23), ``denoise`` < 1 starts from noised input latents
+    (SDEdit, Meng et al. 2021), ``pyramid_stages`` the number of resolution stages of
+    ``schedule="pyramidal"`` and ``pyramid_stage_range`` where they change (:func:`check_stage_range`; None =
+    even thirds etc.), ``sigmas`` an explicit noise-level list (distilled few-step models: N + 1 values
+    ending in 0, ``steps`` = N).
 
     Unknown option names are errors: ``SamplingOptions.from_dict`` and :meth:`replace` name them."""
 
     steps: int = 20
     guidance: float = 4.0
     guidance_2: float | None = None
+    guidance_boundary: float | None = None
     guidance_rescale: float = 0.0
     shift: float = 1.0
     schedule: str = "flow"
@@ -162,6 +177,11 @@ class SamplingOptions(ConfigMixin):
                     f"sigmas={list(self.sigmas)} (an explicit noise-level list) needs schedule='flow' and "
                     f"denoise=1 (got schedule={self.schedule!r}, denoise={self.denoise!r})"
                 )
+        if self.guidance_boundary is not None and self.guidance_2 is None:
+            raise ValueError(
+                f"guidance_boundary={self.guidance_boundary!r} needs guidance_2 (the CFG scale of the steps "
+                "below it)"
+            )
         rng = self.pyramid_stage_range
         if rng is not None and len(rng) != self.pyramid_stages + 1:
             raise ValueError(
@@ -239,10 +259,16 @@ class Capabilities:
             raise ValueError(
                 f"sampler={options.sampler!r} is not supported by {who}; supported: {list(self.samplers)}"
             )
-        if options.guidance_2 is not None and not self.expert_guidance:
+        if self.expert_guidance and options.guidance_boundary is not None:
             raise ValueError(
-                f"guidance_2={options.guidance_2!r} is only for two-expert models (Wan 2.2 A14B); {who} "
-                "take one guidance scale"
+                f"guidance_boundary={options.guidance_boundary!r}: {who} switch from guidance to guidance_2 "
+                "at their expert boundary; leave guidance_boundary unset"
+            )
+        if not self.expert_guidance and options.guidance_2 is not None and options.guidance_boundary is None:
+            raise ValueError(
+                f"guidance_2={options.guidance_2!r} needs guidance_boundary (the noise level below which it "
+                f"replaces guidance) on {who}; only two-expert models (Wan 2.2 A14B) switch at their own "
+                "boundary"
             )
         if not self.fixed_shift and options.shift != 1.0:
             raise ValueError(

@@ -325,8 +325,8 @@ class WanPipeline(Pipeline):
         return wan_flow_sigmas(steps, options.shift)
 
     def guidance_schedule(self, options: SamplingOptions) -> Callable[[Tensor], float] | None:
-        if self.config.boundary_ratio is None:
-            return None
+        if self.config.boundary_ratio is None:  # one expert: guidance_2 below guidance_boundary, if set
+            return super().guidance_schedule(options)
         low = options.guidance if options.guidance_2 is None else options.guidance_2
         sigmas, timesteps = self._grid(options)
         boundary = self.config.boundary_ratio * 1000
