@@ -1,4 +1,5 @@
-"""Step + guidance distillation for any family: trajectory distillation and sCM/rCM consistency."""
+"""Step + guidance distillation for any family: trajectory distillation, sCM/rCM consistency and DMD2-style
+distribution matching."""
 
 from ..sampling.schedules import rf_to_trig, trig_to_rf
 from .adapters import velocity_fn
@@ -7,6 +8,7 @@ from .loop import distill
 from .objectives import (
     DistillBatch,
     DistillMethod,
+    DMDDistillation,
     GuidedTeacher,
     SCMDistillation,
     TrajectoryDistillation,
@@ -22,6 +24,7 @@ from .objectives import (
 )
 
 __all__ = [
+    "DMDDistillation",
     "DistillBatch",
     "DistillConfig",
     "DistillMethod",

@@ -10,7 +10,7 @@ from typing import Any
 from ..config import ConfigMixin, check_choice, check_positive, check_positive_int, resolve_shipped_config
 from ..sampling.schedules import RCM_MID_T, RCM_SIGMA_MAX, rcm_times, trig_to_rf
 
-METHODS = ("trajectory", "scm")
+METHODS = ("trajectory", "scm", "dmd")
 JVP_MODES = ("fd", "exact")
 TEACHER_SOLVERS = ("euler", "heun")
 
@@ -18,13 +18,14 @@ TEACHER_SOLVERS = ("euler", "heun")
 def default_student_timesteps(method: str, steps: int) -> tuple[float, ...]:
     """RF times (noise = 1) the student is trained at and sampled from, first (noisiest) to last.
 
-    ``trajectory``: the uniform grid 1 - k/N (progressive-distillation style, Salimans & Ho 2022).
+    ``trajectory`` and ``dmd``: the uniform grid 1 - k/N (progressive-distillation style, Salimans & Ho
+    2022; a DMD run can start from a trajectory student of the same list).
     ``scm``: rCM's list for N <= 4 ([atan(80), 1.5, 1.4, 1.0][:N] in TrigFlow), else N uniform TrigFlow
     times from atan(80) down (exclusive of 0).
     """
     check_choice("method", method, METHODS)
     check_positive_int("student_steps", steps)
-    if method == "trajectory":
+    if method in ("trajectory", "dmd"):
         return tuple(round(1.0 - k / steps, 6) for k in range(steps))
     if steps <= len(RCM_MID_T) + 1:
         return tuple(round(t, 6) for t in rcm_times(steps))
@@ -66,6 +67,10 @@ class DistillConfig(ConfigMixin):
     tangent_warmup: int = 500  # steps over which r goes linearly 0 -> 1 (0 = r = 1 from the start)
     tangent_norm_c: float = 0.1  # g <- g / (||g|| + c)
     loss_scale: float = 100.0  # rCM's loss_scale
+    # DMD (method "dmd"): the fake score's learning rate and its updates per student update (DMD2's two
+    # time-scale rule); its noise levels are uniform in [time_min, time_max].
+    fake_lr: float = 1e-4
+    fake_updates: int = 2
     # sCM time proposal: log(tan s) ~ N(p_mean, p_std) (sigma_data = 1), clamped to RF t in [t_min, t_max].
     time_p_mean: float = -0.8
     time_p_std: float = 1.6
@@ -97,9 +102,9 @@ class DistillConfig(ConfigMixin):
             "latent_cache",
         ):
             check_positive_int(f"DistillConfig.{name}", getattr(self, name))
-        for name in ("lr", "fd_step", "tangent_norm_c", "loss_scale", "time_p_std"):
+        for name in ("lr", "fd_step", "tangent_norm_c", "loss_scale", "time_p_std", "fake_lr"):
             check_positive(f"DistillConfig.{name}", getattr(self, name))
-        for name in ("warmup_steps", "tangent_warmup", "seed"):
+        for name in ("warmup_steps", "tangent_warmup", "seed", "fake_updates"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"DistillConfig.{name}={value!r} must be an integer >= 0")

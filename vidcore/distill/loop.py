@@ -21,10 +21,11 @@ from ..train.data import ShapeVideoDataset
 from ..train.trainer import STATE_FILE, LatentCache, Run, _bar
 from .adapters import velocity_fn
 from .config import DistillConfig
-from .objectives import DistillBatch, GuidedTeacher, make_method
+from .objectives import DistillBatch, DMDDistillation, GuidedTeacher, make_method
 
 STUDENT_FILE = "student.safetensors"
 SUMMARY_FILE = "distill.json"
+FAKE_STATE_FILE = "fake_score.safetensors"  # DMD: the fake score and its optimiser
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -106,7 +107,17 @@ def distill(
             "teacher"
         )
     run = Run(cfg, student, log)  # type: ignore[arg-type]  (DistillConfig has the fields Run reads)
-    method = make_method(cfg)
+    method = make_method(cfg, teacher)
+    fake_state = Path(cfg.out_dir) / FAKE_STATE_FILE
+    if isinstance(method, DMDDistillation) and state.is_file():
+        if not fake_state.is_file():
+            raise ValueError(
+                f"run folder {cfg.out_dir!r} has a training state but no {FAKE_STATE_FILE} (the DMD fake "
+                "score): it was not a dmd run, or the file was removed; give a fresh out_dir"
+            )
+        at = method.load(fake_state)
+        if at != run.step:
+            log(f"note: the fake score in {fake_state} is from step {at}, the student from step {run.step}")
     name = teacher_name or getattr(getattr(teacher_pipe, "config", None), "name", "")
 
     def publish() -> None:  # the EMA student and the run's summary, under this invocation's config
@@ -141,15 +152,16 @@ def distill(
         pooled = cache.pooled[idx] if pooled_on else None
         noise = torch.randn(x0.shape, generator=gen)
         guided = GuidedTeacher(velocity_fn(teacher, emb, mask, pooled), uncond, cfg.teacher_guidance)
-        loss, parts = method.loss(
-            velocity_fn(student, emb, mask, pooled), guided, DistillBatch(x0, noise, gen), run.step
-        )
+        batch = DistillBatch(x0, noise, gen, lambda net: velocity_fn(net, emb, mask, pooled))  # noqa: B023
+        loss, parts = method.loss(velocity_fn(student, emb, mask, pooled), guided, batch, run.step)
         parts["grad_norm"] = run.optimise(loss)
         parts["step_s"] = time.perf_counter() - started
         run.record(parts)
         bar.update(1)
         bar.set_postfix(loss=f"{parts['loss']:.4g}")
         if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps:
+            if isinstance(method, DMDDistillation):  # first: a student state never outruns its fake score
+                method.save(fake_state, run.step)
             run.checkpoint({"wall_s": time.time() - t0, "teacher_digest": digest})
             publish()
     bar.close()

@@ -9,6 +9,8 @@ guidance is distilled in.
 from __future__ import annotations
 
 import contextlib
+import copy
+import json
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -17,7 +19,7 @@ from typing import Protocol
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..ops.attention import ENV_VAR
 from ..sampling.flow import expand_sigma
@@ -45,11 +47,14 @@ class GuidedTeacher:
 @dataclass(frozen=True)
 class DistillBatch:
     """One step's inputs: data latents ``x0`` (sCM noises them), noise ``eps`` of the same shape (the
-    trajectory method starts the teacher ODE from it) and the step's generator (time draws)."""
+    trajectory method starts the teacher ODE from it), the step's generator (time draws) and ``bind``,
+    which gives a network's velocity under this batch's text conditioning (DMD's fake score; None when
+    the method needs no network of its own)."""
 
     x0: Tensor
     noise: Tensor
     generator: torch.Generator
+    bind: Callable[[nn.Module], Velocity] | None = None
 
 
 class DistillMethod(Protocol):
@@ -278,10 +283,154 @@ class SCMDistillation:
         return loss, {"loss": loss.item(), "g_rms": g_rms, "r": self.warmup(step)}
 
 
-def make_method(cfg: DistillConfig) -> TrajectoryDistillation | SCMDistillation:
-    """The objective a :class:`DistillConfig` names."""
+# ---- distribution matching (DMD2) ------------------------------------------------------------------------
+
+
+def _uniform_times(n: int, generator: torch.Generator, t_min: float, t_max: float, like: Tensor) -> Tensor:
+    t = t_min + (t_max - t_min) * torch.rand(n, generator=generator)
+    return t.to(like.device, like.dtype)
+
+
+def _noised(x0: Tensor, t: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """``(x_t, eps)`` on the RF path ``x_t = (1-t) x0 + t eps``."""
+    eps = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
+    tt = expand_sigma(t, x0)
+    return (1 - tt) * x0 + tt * eps, eps
+
+
+class DMDDistillation:
+    """Distribution matching distillation (DMD2: Yin et al. 2024, arXiv 2405.14867, without its GAN term
+    and, as there, without a regression loss): the student's samples are pushed along the difference of
+    two x0 predictions at a random noise level, the *fake* score's (a copy of the teacher trained online on
+    the student's samples, with ``fake_updates`` updates per student update: DMD2's two time-scale rule)
+    and the guided teacher's (the *real* score, CFG baked in). Minimises the reverse KL between the
+    student's sample distribution and the teacher's, so it seeks the teacher's modes rather than the mean
+    of its trajectories (trajectory regression) - the case of shapes that blur towards circles.
+
+    Student samples come from the student's own re-noising chain (DMD2's backward simulation): from pure
+    noise, ``k`` steps of predict-x0 / re-noise to the next time without gradients (``k`` uniform over the
+    student's times, one per batch), then the x0 prediction at time ``t_k`` with gradients. The per-sample
+    normaliser ``w = 1 / mean|x0_gen - x0_real|`` is DMD's; the loss
+    ``0.5·mean(x0_gen - sg(x0_gen - w·(x0_fake - x0_real)))²`` has that direction as its gradient (its
+    value, 0.5·mean(w·Δ)², is not a progress measure).
+    """
+
+    name = "dmd"
+
+    def __init__(
+        self,
+        fake: nn.Module,
+        timesteps: tuple[float, ...],
+        lr: float = 1e-4,
+        updates: int = 2,
+        t_min: float = 0.02,
+        t_max: float = 0.98,
+        weight_decay: float = 0.01,
+    ) -> None:
+        if not isinstance(fake, nn.Module):
+            raise TypeError(f"the fake score must be a torch module, got {type(fake).__name__}")
+        if isinstance(updates, bool) or not isinstance(updates, int) or updates < 0:
+            raise ValueError(f"fake_updates={updates!r} must be an integer >= 0")
+        self.fake = fake.train()
+        self.timesteps = tuple(float(t) for t in timesteps)
+        self.updates, self.t_min, self.t_max = updates, t_min, t_max
+        self.opt = torch.optim.AdamW(fake.parameters(), lr=lr, weight_decay=weight_decay)
+
+    def sample(self, student: Velocity, noise: Tensor, generator: torch.Generator) -> Tensor:
+        """The student's x0 with gradients, after a random number of its own steps without them."""
+        ts = self.timesteps
+        k = int(torch.randint(len(ts), (1,), generator=generator))
+        x = noise
+        with torch.no_grad():
+            for i in range(k):
+                x0 = x - ts[i] * student(x, _times(ts[i], x))
+                x, _ = _noised(x0, _times(ts[i + 1], x), generator)
+        return x - ts[k] * student(x, _times(ts[k], x))
+
+    def fake_loss(self, fake: Velocity, x0: Tensor, generator: torch.Generator) -> Tensor:
+        """Flow matching of the fake score on (detached) student samples ``x0``."""
+        t = _uniform_times(x0.shape[0], generator, self.t_min, self.t_max, x0)
+        x_t, eps = _noised(x0, t, generator)
+        return F.mse_loss(fake(x_t, t), eps - x0)
+
+    def loss(
+        self, student: Velocity, teacher: GuidedTeacher, batch: DistillBatch, step: int
+    ) -> tuple[Tensor, dict[str, float]]:
+        if batch.bind is None:
+            raise ValueError("DMD needs DistillBatch.bind (the fake score's text conditioning)")
+        gen = batch.generator
+        fake = batch.bind(self.fake)
+        x0_gen = self.sample(student, batch.noise, gen)
+        samples = x0_gen.detach()
+        fake_losses = []
+        for _ in range(self.updates):  # the fake score follows the student's current distribution
+            f_loss = self.fake_loss(fake, samples, gen)
+            self.opt.zero_grad(set_to_none=True)
+            f_loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.fake.parameters(), 1.0)
+            self.opt.step()
+            fake_losses.append(f_loss.item())
+        t = _uniform_times(samples.shape[0], gen, self.t_min, self.t_max, samples)
+        with torch.no_grad():
+            x_t, _ = _noised(samples, t, gen)
+            tt = expand_sigma(t, x_t)
+            real = x_t - tt * teacher(x_t, t)
+            fake_x0 = x_t - tt * fake(x_t, t)
+            dims = tuple(range(1, samples.ndim))
+            w = 1.0 / (samples - real).abs().mean(dim=dims, keepdim=True).clamp_min(1e-6)
+            direction = w * (fake_x0 - real)
+            target = samples - direction
+        loss = 0.5 * F.mse_loss(x0_gen, target)
+        parts = {"loss": loss.item(), "dm_rms": direction.square().mean().sqrt().item()}
+        if fake_losses:
+            parts["fake_loss"] = sum(fake_losses) / len(fake_losses)
+        return loss, parts
+
+    def save(self, path: str | os.PathLike, step: int) -> None:
+        """Write the fake score and its optimiser state to ``path`` (safetensors, nothing pickled)."""
+        from ..io.checkpoint import write_safetensors
+        from ..train.state import _flatten_optimizer
+
+        tensors = {f"fake.{k}": v.detach().contiguous().cpu() for k, v in self.fake.state_dict().items()}
+        opt_tensors, opt_meta = _flatten_optimizer(self.opt)
+        write_safetensors(
+            path, {**tensors, **opt_tensors}, {"step": str(step), "optimizer": json.dumps(opt_meta)}
+        )
+
+    def load(self, path: str | os.PathLike) -> int:
+        """Restore what :meth:`save` wrote; returns the step it was written at."""
+        from safetensors import safe_open
+
+        from ..train.state import _unflatten_optimizer
+
+        groups: dict[str, dict[str, Tensor]] = {"fake": {}, "optim": {}}
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            for key in f.keys():
+                head, rest = key.split(".", 1)
+                groups[head][rest if head == "fake" else key] = f.get_tensor(key)
+        if "step" not in meta or "optimizer" not in meta:
+            raise ValueError(
+                f"{str(path)!r} is not a DMD fake-score state (no 'step' / 'optimizer' metadata)"
+            )
+        self.fake.load_state_dict(groups["fake"])
+        self.opt.load_state_dict(_unflatten_optimizer(groups["optim"], json.loads(meta["optimizer"])))
+        return int(meta["step"])
+
+
+def make_method(
+    cfg: DistillConfig, teacher: nn.Module | None = None
+) -> TrajectoryDistillation | SCMDistillation | DMDDistillation:
+    """The objective a :class:`DistillConfig` names (``dmd`` copies ``teacher`` as its fake score)."""
     if cfg.method == "trajectory":
         return TrajectoryDistillation(cfg.timesteps, cfg.teacher_steps, cfg.teacher_solver)
+    if cfg.method == "dmd":
+        if teacher is None:
+            raise ValueError("method 'dmd' needs the teacher network (its fake score starts as a copy)")
+        fake = copy.deepcopy(teacher).float().requires_grad_(True)
+        return DMDDistillation(
+            fake, cfg.timesteps, cfg.fake_lr, cfg.fake_updates, cfg.time_min, cfg.time_max, cfg.weight_decay
+        )
     return SCMDistillation(
         jvp=cfg.jvp,
         fd_step=cfg.fd_step,
