@@ -329,7 +329,10 @@ def test_dmd_moves_the_student_distribution_onto_the_teachers():
 
     student, fake, _ = run(0.0, 0.0, 300, 2)
     assert abs(float(student.mean.detach()) - 2.0) < 0.15, float(student.mean.detach())
-    assert abs(float(fake.mean.detach()) - float(student.mean.detach())) < 0.3, (float(fake.mean.detach()), float(student.mean.detach()))
+    assert abs(float(fake.mean.detach()) - float(student.mean.detach())) < 0.3, (
+        float(fake.mean.detach()),
+        float(student.mean.detach()),
+    )
     _, _, grads = run(2.0, 2.0, 3, 0)  # at the optimum, with the fake score exact: no gradient
     assert max(abs(g) for g in grads) < 1e-6
     _, _, grads = run(0.0, 0.0, 1, 0)  # fake = the student's own distribution, below the data: pushed up
@@ -608,6 +611,10 @@ def test_shipped_distill_config_is_found_by_name():
     cfg = load_distill_config("tiny_turbo")
     # teacher_guidance None: the teacher's own default CFG (tiny v1: 7, v2: 3)
     assert (cfg.method, cfg.student_steps, cfg.teacher_guidance) == ("trajectory", 4, None)
+    # The DMD stage of the shipped recipe starts from the trajectory stage's student.
+    dmd = load_distill_config("tiny_turbo_dmd")
+    assert (dmd.method, dmd.timesteps, dmd.teacher_guidance) == ("dmd", cfg.timesteps, None)
+    assert dmd.init_from == f"{cfg.out_dir}/student.safetensors"
     with pytest.raises(FileNotFoundError, match="shipped configs: \\[.*'tiny_turbo'"):
         load_distill_config("no_such_recipe")
 
@@ -632,3 +639,20 @@ def test_student_config_drops_the_teachers_stepped_guidance():
     got = student_pipeline_config(teacher, {"student_timesteps": [1.0, 0.5]}, "student")
     assert (got.guidance, got.guidance_2, got.guidance_boundary) == (1.0, None, None)
     assert (got.steps, got.step_sigmas, got.sampler) == (2, ((1.0, 0.5, 0.0),), "renoise")
+
+
+def test_the_card_of_a_dmd_student_says_what_its_loss_means():
+    from vidcore.distill.export import _card
+
+    cfg = DistillConfig(out_dir="run", method="dmd", init_from="stage1/student.safetensors").to_dict()
+    summary = {
+        "config": cfg,
+        "student_steps": 4,
+        "student_timesteps": [1, 0.75, 0.5, 0.25],
+        "teacher": "tiny",
+    }
+    card = _card(
+        "s", {**summary, "method": "dmd", "teacher_guidance": 3.0, "train_steps": 5}, "cmd", "float16"
+    )
+    assert "- method: dmd (distribution matching: real score = the teacher at CFG 3, fake score" in card
+    assert "started from stage1/student.safetensors; the loss value is not a progress measure" in card

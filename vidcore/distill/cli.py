@@ -18,8 +18,8 @@ def add_distill_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     """Add the `distill` arguments to ``parser`` (a sub-parser) and return it."""
     parser.description = (
         "Step + guidance distillation: train a student that samples in --steps steps without CFG from a "
-        "guided teacher (trajectory distillation or sCM consistency). Resumes from "
-        "OUT_DIR/state.safetensors; writes OUT_DIR/student.safetensors and OUT_DIR/distill.json."
+        "guided teacher (trajectory distillation, sCM consistency or DMD distribution matching). Resumes "
+        "from OUT_DIR/state.safetensors; writes OUT_DIR/student.safetensors and OUT_DIR/distill.json."
     )
     parser.add_argument("--teacher", default="tiny", help="teacher model: built-in name or model folder")
     parser.add_argument(

@@ -47,6 +47,21 @@ def student_pipeline_config(teacher: PipelineConfig, summary: dict[str, Any], na
     return PipelineConfig.from_dict(data)
 
 
+def _method_text(summary: dict[str, Any], cfg: dict[str, Any]) -> str:
+    g = summary["teacher_guidance"]
+    if summary["method"] == "dmd":
+        start = cfg.get("init_from") or "the teacher's weights"
+        return (
+            f"dmd (distribution matching: real score = the teacher at CFG {g:g}, fake score trained "
+            f"online at lr {cfg.get('fake_lr', 0):g} with {cfg.get('fake_updates', 0)} update(s) per student "
+            f"update; started from {start}; the loss value is not a progress measure)"
+        )
+    return (
+        f"{summary['method']} (teacher: {summary['teacher_steps']} steps, "
+        f"{cfg.get('teacher_solver', 'euler')}, CFG {g:g})"
+    )
+
+
 def _card(name: str, summary: dict[str, Any], command: str, store_dtype: str) -> str:
     cfg = summary["config"]
     losses = summary.get("losses") or []
@@ -65,8 +80,7 @@ def _card(name: str, summary: dict[str, Any], command: str, store_dtype: str) ->
         f"re-noising sampler at RF times {times} (then 0), guidance 1 (the teacher's CFG "
         f"{summary['teacher_guidance']:g} was distilled in).\n\n"
         f"## Command\n```\n{command}\n```\n\n"
-        f"## Run\n- method: {summary['method']} (teacher: {summary['teacher_steps']} steps, "
-        f"{cfg.get('teacher_solver', 'euler')}, CFG {summary['teacher_guidance']:g})\n"
+        f"## Run\n- method: {_method_text(summary, cfg)}\n"
         f"- optimiser steps: {summary['train_steps']}, batch {cfg['batch']}, lr {cfg['lr']:g}, "
         f"EMA {cfg['ema_decay']:g}, {cfg['threads']} thread(s)\n"
         f"- wall time of the recorded steps: {wall_text}\n"
