@@ -517,6 +517,9 @@ def test_config_round_trip_and_file(tmp_path):
         ({"student_steps": 1, "student_timesteps": (1.2,)}, "within (0, 1]"),
         ({"tangent_warmup": -1}, "tangent_warmup=-1"),
         ({"out_dir": ""}, "out_dir"),
+        ({"extra_step_sigmas": [[1.0, 0.6, 0.0]]}, "[1.0, 0.6, 0.0] must use the student's own times"),
+        ({"extra_step_sigmas": [[1.0, 0.75, 0.5, 0.25, 0.0]]}, "for another step count than student_steps=4"),
+        ({"extra_step_sigmas": [[1.0, 0.75]]}, "extra_step_sigmas entry=[1.0, 0.75] must end in 0"),
     ],
 )
 def test_bad_config_values_are_clear_errors(changes, words):
@@ -636,9 +639,14 @@ def test_student_config_drops_the_teachers_stepped_guidance():
     from vidcore.pipelines.builtin import PipelineConfig
 
     teacher = PipelineConfig(guidance=4.0, guidance_2=2.0, guidance_boundary=0.9)
-    got = student_pipeline_config(teacher, {"student_timesteps": [1.0, 0.5]}, "student")
+    summary = {"student_timesteps": [1.0, 0.5], "config": {}}
+    got = student_pipeline_config(teacher, summary, "student")
     assert (got.guidance, got.guidance_2, got.guidance_boundary) == (1.0, None, None)
     assert (got.steps, got.step_sigmas, got.sampler) == (2, ((1.0, 0.5, 0.0),), "renoise")
+    # Lists for other step counts (extra_step_sigmas) are declared after the student's own.
+    summary["config"] = {"extra_step_sigmas": [[1.0, 0.0]]}
+    got = student_pipeline_config(teacher, summary, "student")
+    assert (got.steps, got.step_sigmas) == (2, ((1.0, 0.5, 0.0), (1.0, 0.0)))
 
 
 def test_the_card_of_a_dmd_student_says_what_its_loss_means():

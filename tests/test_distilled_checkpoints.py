@@ -223,7 +223,7 @@ def test_turbowan_generates_with_four_rcm_steps_without_cfg_by_default(turbo, ca
     try:
         with caplog.at_level(logging.WARNING, logger="vidcore"):
             frames = pipe.generate(PROMPT, callback=lambda info: sigmas.append(float(info["sigma"])), **kw)
-        assert "distilled for" not in caplog.text and "guidance-distilled" not in caplog.text
+        assert "declares its own noise levels" not in caplog.text and "guidance-distilled" not in caplog.text
         # 4 steps on rCM's levels, one forward each (batch 1: no CFG), t·1000 in bf16 as TurboDiffusion has it
         assert sigmas == pytest.approx(list(turbo_sigmas(4, 80.0)[:-1]), abs=1e-6)
         assert [b for _, b, _, _ in calls.seen] == [1, 1, 1, 1]
@@ -244,7 +244,10 @@ def test_turbowan_generates_with_four_rcm_steps_without_cfg_by_default(turbo, ca
             calls.seen.clear()
             pipe.generate(PROMPT, steps=6, **kw)
             assert len(calls.seen) == 6
-            assert "distilled for [1, 2, 3, 4] step(s); 6 steps use the flow schedule" in caplog.text
+            assert (
+                "declares its own noise levels for [1, 2, 3, 4] step(s); 6 steps use the flow schedule"
+                in caplog.text
+            )
             calls.seen.clear()
             pipe.generate(PROMPT, guidance=3.0, **kw)
             assert "guidance=3.0 on a guidance-distilled model" in caplog.text
@@ -420,7 +423,10 @@ def test_ltx_096_distilled_samples_on_its_metadata_list(ltx_state, tmp_path, cap
                 PROMPT, steps=3, callback=lambda info: sigmas.append(float(info["sigma"])), **LTX_KW
             )
             assert len(sigmas) == 3 and sigmas[1] not in listed
-            assert "distilled for [1, 4] step(s); 3 steps use the flow schedule instead" in caplog.text
+            assert (
+                "declares its own noise levels for [1, 4] step(s); 3 steps use the flow schedule instead"
+                in caplog.text
+            )
             calls.seen.clear()
             pipe.generate(PROMPT, guidance=3.0, **LTX_KW)
             assert "guidance=3.0 on a guidance-distilled model" in caplog.text

@@ -84,7 +84,10 @@ def test_a_distilled_model_samples_on_its_own_list_and_warns_otherwise(distilled
     with caplog.at_level(logging.WARNING, logger="vidcore"):
         seen.clear()
         pipe.generate("a red circle", steps=4, callback=lambda info: seen.append(info["sigma"]))
-        assert len(seen) == 4 and "distilled for [2] step(s); 4 steps use the flow schedule" in caplog.text
+        assert (
+            len(seen) == 4
+            and "declares its own noise levels for [2] step(s); 4 steps use the flow schedule" in caplog.text
+        )
         pipe.generate("a red circle", guidance=4.0)
         assert "guidance=4.0 on a guidance-distilled model" in caplog.text
     explicit = pipe.generate("a red circle", sigmas=[1.0, 0.3, 0.0], sampler="renoise", seed=2)
@@ -157,7 +160,8 @@ def test_shipped_tiny_turbo_runs_in_four_steps_without_cfg(caplog):
 
 def test_shipped_tiny_turbo_is_a_student_of_the_shipped_tiny():
     """The student records its teacher's weights digest: when `tiny` is retrained, this fails until
-    tiny-turbo is re-distilled (`vidcore distill --teacher tiny --config tiny_turbo --export DIR`)."""
+    tiny-turbo is re-distilled (`vidcore distill --teacher tiny --config tiny_turbo`, then `--config
+    tiny_turbo_dmd --export DIR`: the commands in its model card)."""
     import json
 
     from safetensors import safe_open
@@ -168,7 +172,8 @@ def test_shipped_tiny_turbo_is_a_student_of_the_shipped_tiny():
 
     with safe_open(str(builtin_models()["tiny-turbo"] / "dit.safetensors"), framework="pt") as f:
         meta = json.loads(f.metadata()["distill"])
-    assert (meta["teacher"], meta["teacher_guidance"], meta["train_steps"]) == ("tiny", 3.0, 1200)
+    assert (meta["teacher"], meta["teacher_guidance"], meta["train_steps"]) == ("tiny", 3.0, 1000)
+    assert meta["method"] == "dmd" and meta["config"]["extra_step_sigmas"] == [[1.0, 0.75, 0.0]]
     assert meta["teacher_digest"] == weights_digest(vidcore.load_pipeline("tiny").dit)
 
 
@@ -180,4 +185,7 @@ def test_distilled_model_warnings_come_once_per_setting(caplog):
         pipe.generate("a red circle", seed=0, num_frames=5, guidance=2.0)
         pipe.generate("a red circle", seed=0, num_frames=5, steps=3)
     assert caplog.text.count("guidance=2.0 on a guidance-distilled model") == 1
-    assert caplog.text.count("distilled for [4] step(s); 3 steps use the flow schedule") == 1
+    assert (
+        caplog.text.count("declares its own noise levels for [2, 4] step(s); 3 steps use the flow schedule")
+        == 1
+    )

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigMixin, check_choice, check_positive, check_positive_int, resolve_shipped_config
-from ..sampling.schedules import RCM_MID_T, RCM_SIGMA_MAX, rcm_times, trig_to_rf
+from ..sampling.schedules import RCM_MID_T, RCM_SIGMA_MAX, check_sigma_list, rcm_times, trig_to_rf
 
 METHODS = ("trajectory", "scm", "dmd")
 JVP_MODES = ("fd", "exact")
@@ -67,6 +67,9 @@ class DistillConfig(ConfigMixin):
     tangent_warmup: int = 500  # steps over which r goes linearly 0 -> 1 (0 = r = 1 from the start)
     tangent_norm_c: float = 0.1  # g <- g / (||g|| + c)
     loss_scale: float = 100.0  # rCM's loss_scale
+    # Noise-level lists for other step counts that the exported model declares beside its own (e.g. a 2-step
+    # list chosen on training-style captions after a 4-step run); their inner levels must be student times.
+    extra_step_sigmas: tuple[tuple[float, ...], ...] = ()
     # DMD (method "dmd"): the fake score's learning rate and its updates per student update (DMD2's two
     # time-scale rule); its noise levels are uniform in [time_min, time_max].
     fake_lr: float = 1e-4
@@ -136,6 +139,20 @@ class DistillConfig(ConfigMixin):
                 raise ValueError(
                     f"DistillConfig.student_timesteps={list(ts)} must decrease strictly within (0, 1] "
                     "(RF time, 1 = noise; the final step to 0 is implied)"
+                )
+
+        lists = tuple(
+            check_sigma_list(v, "DistillConfig.extra_step_sigmas entry") for v in self.extra_step_sigmas
+        )
+        object.__setattr__(self, "extra_step_sigmas", lists)
+        own = {round(t, 9) for t in self.timesteps}
+        for levels in lists:
+            foreign = [v for v in levels[:-1] if round(v, 9) not in own]
+            if foreign or len(levels) - 1 == self.student_steps:
+                raise ValueError(
+                    f"DistillConfig.extra_step_sigmas entry {list(levels)} must use the student's own times "
+                    f"{list(self.timesteps)} (then 0) for another step count than student_steps="
+                    f"{self.student_steps}" + (f"; {foreign} are not among them" if foreign else "")
                 )
 
     @property

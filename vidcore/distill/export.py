@@ -41,7 +41,7 @@ def student_pipeline_config(teacher: PipelineConfig, summary: dict[str, Any], na
         guidance_boundary=None,
         sampler="renoise",
         schedule="flow",
-        step_sigmas=[[*times, 0.0]],
+        step_sigmas=[[*times, 0.0], *(list(v) for v in summary["config"].get("extra_step_sigmas") or ())],
         guidance_distilled=True,
     )
     return PipelineConfig.from_dict(data)

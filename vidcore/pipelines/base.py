@@ -157,14 +157,15 @@ class Pipeline(ABC):
 
     def _warn_distilled(self, options: SamplingOptions) -> None:
         """Step- and guidance-distilled models (config ``step_sigmas`` / ``guidance_distilled``) run with
-        other settings too, with a warning naming what they were distilled for (once per pipeline and
-        setting: an evaluation loop is not flooded)."""
+        other settings too, with a warning naming the step counts they declare noise levels for (once per
+        pipeline and setting: an evaluation loop is not flooded)."""
         warned = self.__dict__.setdefault("_distill_warnings", set())
         trained = sorted(len(s) - 1 for s in getattr(self.config, "step_sigmas", ()))
         if trained and options.sigmas is None and ("steps", options.steps) not in warned:
             warned.add(("steps", options.steps))
             log.warning(
-                "vidcore: %s was distilled for %s step(s); %d steps use the flow schedule instead",
+                "vidcore: %s declares its own noise levels for %s step(s); %d steps use the flow schedule "
+                "instead",
                 getattr(self.config, "name", "this model"),
                 trained,
                 options.steps,
