@@ -103,8 +103,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         "--guidance",
         type=float,
         default=None,
-        help="CFG scale g (1 = off); given alone it holds at every step, replacing a model default that "
-        "steps down at low noise",
+        help="CFG scale g (1 = off); given alone it holds at every step (a model's own scale may step "
+        "down at low noise)",
     )
     p.add_argument(
         "--guidance-2",
