@@ -49,6 +49,12 @@ def test_wan_text_to_video_matches_diffusers(folders, variant):
             pipe.generate(PROMPT, image=torch.zeros(1, 16, 16, 3), num_frames=9, steps=1)
         with pytest.raises(ValueError, match="guidance_2=2.0 needs guidance_boundary"):
             pipe.generate(PROMPT, num_frames=9, height=16, width=16, steps=1, guidance_2=2.0)
+        # One expert: a stepped scale is the base pipeline's (guidance_2 below guidance_boundary; the
+        # shifted 3-step grid is 1, 0.91, 0.71, so the last step runs at 1).
+        kw = dict(num_frames=9, height=16, width=16, steps=3, guidance=5.0)
+        stepped = pipe.generate(PROMPT, NEGATIVE, guidance_2=1.0, guidance_boundary=0.8, **kw)
+        same = pipe.generate(PROMPT, NEGATIVE, guidance_2=5.0, guidance_boundary=0.8, **kw)
+        assert torch.equal(same, got) and not torch.equal(stepped, got)
 
 
 @pytest.mark.parametrize("variant", ["i2v", "flf2v", "ti2v", "i2v_a14b"])
