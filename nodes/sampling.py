@@ -93,13 +93,16 @@ def _rescale_input() -> tuple:
     )
 
 
+GUIDANCE_2_DEFAULT = 2.0  # the low-noise scale widget's default
+
+
 def _stepped_guidance_inputs() -> dict:
     """Optional inputs: a CFG scale for the low-noise steps (appended, so saved workflows still validate)."""
     return {
         "guidance_2": (
             "FLOAT",
             {
-                "default": 2.0,
+                "default": GUIDANCE_2_DEFAULT,
                 "min": 1.0,
                 "max": 30.0,
                 "step": 0.1,
@@ -127,7 +130,7 @@ def _stepped_guidance(guidance_2: float | None, guidance_boundary: float | None)
     if not guidance_boundary:
         return {}
     return {
-        "guidance_2": guidance_2 if guidance_2 is not None else 2.0,
+        "guidance_2": GUIDANCE_2_DEFAULT if guidance_2 is None else guidance_2,
         "guidance_boundary": guidance_boundary,
     }
 

@@ -108,7 +108,7 @@ def distill(
         )
     run = Run(cfg, student, log)  # type: ignore[arg-type]  (DistillConfig has the fields Run reads)
     method = make_method(cfg, teacher)
-    fake_state = Path(cfg.out_dir) / FAKE_STATE_FILE
+    fake_state = run.out / FAKE_STATE_FILE
     if isinstance(method, DMDDistillation) and state.is_file():
         if not fake_state.is_file():
             raise ValueError(

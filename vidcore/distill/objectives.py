@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -387,35 +386,16 @@ class DMDDistillation:
         return loss, parts
 
     def save(self, path: str | os.PathLike, step: int) -> None:
-        """Write the fake score and its optimiser state to ``path`` (safetensors, nothing pickled)."""
-        from ..io.checkpoint import write_safetensors
-        from ..train.state import _flatten_optimizer
+        """Write the fake score and its optimiser state to ``path`` (a training-state file, no EMA)."""
+        from ..train.state import save_training_state
 
-        tensors = {f"fake.{k}": v.detach().contiguous().cpu() for k, v in self.fake.state_dict().items()}
-        opt_tensors, opt_meta = _flatten_optimizer(self.opt)
-        write_safetensors(
-            path, {**tensors, **opt_tensors}, {"step": str(step), "optimizer": json.dumps(opt_meta)}
-        )
+        save_training_state(path, self.fake, None, self.opt, step, {})
 
     def load(self, path: str | os.PathLike) -> int:
         """Restore what :meth:`save` wrote; returns the step it was written at."""
-        from safetensors import safe_open
+        from ..train.state import load_training_state
 
-        from ..train.state import _unflatten_optimizer
-
-        groups: dict[str, dict[str, Tensor]] = {"fake": {}, "optim": {}}
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            for key in f.keys():
-                head, rest = key.split(".", 1)
-                groups[head][rest if head == "fake" else key] = f.get_tensor(key)
-        if "step" not in meta or "optimizer" not in meta:
-            raise ValueError(
-                f"{str(path)!r} is not a DMD fake-score state (no 'step' / 'optimizer' metadata)"
-            )
-        self.fake.load_state_dict(groups["fake"])
-        self.opt.load_state_dict(_unflatten_optimizer(groups["optim"], json.loads(meta["optimizer"])))
-        return int(meta["step"])
+        return load_training_state(path, self.fake, None, self.opt)[0]
 
 
 def make_method(

@@ -66,15 +66,17 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
 def save_training_state(
     path: str | os.PathLike,
     model: nn.Module,
-    ema: EMA,
+    ema: EMA | None,
     optimizer: torch.optim.Optimizer,
     step: int,
     info: dict[str, Any],
 ) -> Path:
-    """Atomically write everything needed to resume training (replacing the previous state file)."""
+    """Atomically write everything needed to resume training (replacing the previous state file); ``ema``
+    None for a model trained without one (e.g. DMD's fake score)."""
     path = Path(path)
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tensors.update({f"ema.{k}": v.contiguous().cpu() for k, v in ema.shadow.items()})
+    if ema is not None:
+        tensors.update({f"ema.{k}": v.contiguous().cpu() for k, v in ema.shadow.items()})
     opt_tensors, opt_meta = _flatten_optimizer(optimizer)
     tensors.update(opt_tensors)
     metadata = {"step": str(step), "optimizer": json.dumps(opt_meta), "info": json.dumps(info)}
@@ -83,7 +85,7 @@ def save_training_state(
 
 
 def load_training_state(
-    path: str | os.PathLike, model: nn.Module, ema: EMA, optimizer: torch.optim.Optimizer
+    path: str | os.PathLike, model: nn.Module, ema: EMA | None, optimizer: torch.optim.Optimizer
 ) -> tuple[int, dict[str, Any]]:
     """Restore model, EMA and optimiser from :func:`save_training_state`; return ``(step, info)``."""
     groups: dict[str, dict[str, torch.Tensor]] = {"model": {}, "ema": {}, "optim": {}}
@@ -104,6 +106,7 @@ def load_training_state(
             f"training state {str(path)!r} does not fit the model: missing {missing}, unexpected {unexpected}"
         )
     model.load_state_dict(groups["model"])
-    ema.shadow = {k: v.float() for k, v in groups["ema"].items()}
+    if ema is not None:
+        ema.shadow = {k: v.float() for k, v in groups["ema"].items()}
     optimizer.load_state_dict(_unflatten_optimizer(groups["optim"], json.loads(meta["optimizer"])))
     return int(meta["step"]), json.loads(meta.get("info", "{}"))
