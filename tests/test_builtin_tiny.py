@@ -1,6 +1,7 @@
 """The shipped built-in model loads offline and generates; the main-job CLI works end to end."""
 
 import json
+import logging
 
 import pytest
 import torch
@@ -64,6 +65,37 @@ def test_tiny_follows_colour_and_motion_in_prompts(pipe):
     assert colours >= 7, [r.colour for r in results]
     assert motions >= 7, [r.direction for r in results]
     assert shapes >= 4, [r.shape for r in results]
+
+
+def test_tiny_default_schedule_is_pyramidal_where_it_applies(pipe, caplog):
+    # tiny's pipeline.json samples text-to-video with the pyramid (chosen on training-style captions, model
+    # card "Default schedule"); what the pyramid cannot do falls to flow, a schedule given by name is kept.
+    prompt, kw = "a red circle moving right", dict(steps=3, seed=1)
+    assert pipe.default_options().schedule == "pyramidal"
+    frames = pipe.generate(prompt, **kw)
+    assert torch.equal(frames, pipe.generate(prompt, schedule="pyramidal", **kw))
+    assert not torch.equal(frames, pipe.generate(prompt, schedule="flow", **kw))
+    with caplog.at_level(logging.WARNING, logger="vidcore"):
+        small = pipe.generate(prompt, height=48, **kw)  # latent 12 rows do not halve twice
+    assert "height=48" in caplog.text and "schedule 'flow'" in caplog.text
+    assert torch.equal(small, pipe.generate(prompt, height=48, schedule="flow", **kw))
+    v2v = dict(init_frames=frames, denoise=0.5, **kw)
+    assert torch.equal(pipe.generate(prompt, **v2v), pipe.generate(prompt, schedule="flow", **v2v))
+    listed = dict(sigmas=[1.0, 0.5, 0.0], seed=1)
+    assert torch.equal(pipe.generate(prompt, **listed), pipe.generate(prompt, schedule="flow", **listed))
+    heun = dict(sampler="heun", steps=3, seed=1)  # a solver the pyramid stages do not take
+    assert torch.equal(pipe.generate(prompt, **heun), pipe.generate(prompt, schedule="flow", **heun))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vidcore"):
+        two = pipe.generate(prompt, steps=2, seed=1)  # fewer steps than the 3 stages
+    assert "steps=2 (fewer than its 3 pyramid stages)" in caplog.text
+    assert torch.equal(two, pipe.generate(prompt, steps=2, seed=1, schedule="flow"))
+    with pytest.raises(ValueError, match="height=48 must be a multiple of 32 .*3 pyramid stages"):
+        pipe.generate(prompt, height=48, schedule="pyramidal", **kw)
+    with pytest.raises(ValueError, match="denoise=0.5: video-to-video .* needs schedule='flow'"):
+        pipe.generate(prompt, schedule="pyramidal", **v2v)
+    with pytest.raises(ValueError, match="denoise=0.5: video-to-video"):
+        pipe.generate(prompt, options=pipe.default_options(), **v2v)
 
 
 def test_tiny_bad_sizes_list_valid_values(pipe):

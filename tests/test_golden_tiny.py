@@ -13,22 +13,25 @@ torch.set_num_threads(1)
 GOLDEN = Path(__file__).parent / "data" / "tiny_golden.safetensors"
 PROMPT = "a red circle moving right"
 # name -> generate() keywords; "v2v" also gets init_frames = the frames of "euler".
-# The sampler (and for "pyramidal" the even stage split) is named in every case, so a change of the model's
-# default sampler or stage split leaves them in place; "defaults" and "pyramidal_ancestral" follow
-# pipeline.json (CFG, sampler, stage split). A callable case builds its keywords from the pipeline.
+# The sampler (and for "pyramidal" the even stage split) is named in every case and the schedule in every
+# case that runs flow (heun's is flow by nature), so a change of the model's default sampler, schedule or
+# stage split leaves them in place; "defaults" and "pyramidal_ancestral" follow pipeline.json (CFG, sampler,
+# schedule, stage split). A callable case builds its keywords from the pipeline.
 CASES = {
-    "euler": dict(sampler="euler", steps=4, seed=1),
-    "negative_no_cfg": dict(sampler="euler", negative_prompt="blurry", steps=3, guidance=1.0, seed=7),
+    "euler": dict(sampler="euler", schedule="flow", steps=4, seed=1),
+    "negative_no_cfg": dict(
+        sampler="euler", schedule="flow", negative_prompt="blurry", steps=3, guidance=1.0, seed=7
+    ),
     "heun_shift_rescale": dict(
         sampler="heun", steps=3, guidance=4.0, shift=2.0, guidance_rescale=0.5, seed=2
     ),
-    "ancestral": dict(sampler="euler_ancestral", steps=4, seed=3),
+    "ancestral": dict(sampler="euler_ancestral", schedule="flow", steps=4, seed=3),
     "pyramidal": lambda pipe: dict(
         options=pipe.default_options().replace(
             sampler="euler", schedule="pyramidal", pyramid_stage_range=None, steps=6, seed=4
         )
     ),
-    "v2v": dict(sampler="euler", steps=4, denoise=0.5, seed=5),
+    "v2v": dict(sampler="euler", schedule="flow", steps=4, denoise=0.5, seed=5),
     "defaults": dict(steps=4, seed=6),
     "pyramidal_ancestral": dict(sampler="euler_ancestral", schedule="pyramidal", steps=6, seed=8),
 }

@@ -72,10 +72,12 @@ def _empty_latent(width: int, height: int, num_frames: int) -> dict:
     }
 
 
-# The built-in tiny v2 runs at CFG 3 with the ancestral sampler (both chosen on training-style captions;
-# vidcore/weights/tiny/MODEL_CARD.md).
+# The built-in tiny v2 runs text-to-video at CFG 3 with the ancestral sampler and the pyramidal schedule (its
+# own 3 stages; all chosen on training-style captions: vidcore/weights/tiny/MODEL_CARD.md); video-to-video
+# needs flow.
 TINY_GUIDANCE = 3.0
 TINY_SAMPLER = "euler_ancestral"
+TINY_SCHEDULE = "pyramidal"
 
 
 def _sampler(
@@ -85,6 +87,7 @@ def _sampler(
     shift: float = 1.0,
     sampler: str = TINY_SAMPLER,
     denoise: float = 1.0,
+    schedule: str = "flow",
 ) -> dict:
     return {
         "class_type": "VidCoreSampler",
@@ -93,7 +96,7 @@ def _sampler(
             "seed": seed,
             "steps": steps,
             "guidance": guidance,
-            "schedule": "flow",
+            "schedule": schedule,
             "shift": shift,
             "sampler": sampler,
             "denoise": denoise,
@@ -127,7 +130,7 @@ def _load_video(max_frames: int) -> dict:
 
 
 NEG = _encode("")
-TINY_20 = _sampler()
+TINY_20 = _sampler(schedule=TINY_SCHEDULE)
 
 # ---- graphs ---------------------------------------------------------------------------------------------
 

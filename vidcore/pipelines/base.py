@@ -23,7 +23,14 @@ from torch import Tensor, nn
 
 from ..io.frames import frames_to_video, video_to_frames
 from ..resources import MemoryEstimate, available_memory, generation_memory, gib
-from ..sampling import SAMPLERS, CFGDenoiser, sample_pyramidal, shifted_sigmas, split_steps
+from ..sampling import (
+    PYRAMIDAL_SAMPLERS,
+    SAMPLERS,
+    CFGDenoiser,
+    sample_pyramidal,
+    shifted_sigmas,
+    split_steps,
+)
 from ..sampling.flow import Denoiser
 from ..sampling.loop import Callback
 from .conditioning import (
@@ -48,6 +55,22 @@ __all__ = [
 ]
 
 log = logging.getLogger("vidcore")
+
+
+def _flow_instead(
+    base: SamplingOptions, steps: int | None, sigmas: Any, sampler: str | None, video_to_video: bool
+) -> tuple[int, str] | None:
+    """(log level, what) when a request is one a default schedule other than flow cannot sample, else None:
+    info where the request names something only flow does, a warning where it only differs in size."""
+    if video_to_video:
+        return logging.INFO, "video-to-video"
+    if sigmas is not None:
+        return logging.INFO, "an explicit noise-level list"
+    if sampler is not None and base.schedule == "pyramidal" and sampler not in PYRAMIDAL_SAMPLERS:
+        return logging.INFO, f"sampler={sampler!r}"
+    if steps is not None and base.schedule == "pyramidal" and steps < base.pyramid_stages:
+        return logging.WARNING, f"steps={steps} (fewer than its {base.pyramid_stages} pyramid stages)"
+    return None
 
 
 class Pipeline(ABC):
@@ -528,7 +551,9 @@ class Pipeline(ABC):
         ``height`` / ``width`` then take the image's size. ``latents`` replaces the seeded initial noise.
         The empty prompt is allowed (unconditional generation). Same seed, same machine -> same frames.
         ``guidance`` given alone replaces a default that steps the scale down at low noise (``guidance_2``
-        below ``guidance_boundary``) with that one scale throughout.
+        below ``guidance_boundary``) with that one scale throughout. A default schedule other than flow
+        (neither ``schedule`` nor ``options`` given) gives way to flow for video-to-video, an explicit
+        ``sigmas`` list and a size it cannot take (that one with a warning).
         """
         if negative_prompt is None:
             # The model's own default negative prompt (Wan has one), else the empty prompt.
@@ -541,6 +566,20 @@ class Pipeline(ABC):
         base = self.default_options() if options is None else options
         if not isinstance(base, SamplingOptions):
             raise TypeError(f"options must be SamplingOptions, got {type(base).__name__}")
+        # A model whose default schedule is not flow (the built-in tiny's is pyramidal) samples what that
+        # schedule cannot do with flow (_flow_instead; sizes the pyramid cannot halve below). A schedule
+        # asked for by name, or in options, is kept and refused by name instead.
+        own_schedule = options is None and schedule is None and base.schedule != "flow"
+        v2v = init_frames is not None or (denoise is not None and denoise < 1)
+        why = _flow_instead(base, steps, sigmas, sampler, v2v) if own_schedule else None
+        if why is not None:
+            log.log(
+                why[0],
+                "vidcore: %s samples with schedule 'flow' (the model's default is %r)",
+                why[1],
+                base.schedule,
+            )
+            base, own_schedule = base.replace(schedule="flow"), False
         if sigmas is not None and steps is None:
             steps = len(sigmas) - 1
         if steps is not None and sigmas is None and (base.sigmas is None or steps != len(base.sigmas) - 1):
@@ -592,7 +631,18 @@ class Pipeline(ABC):
             cfg.height if height is None else height,
             cfg.width if width is None else width,
         )
-        shape = self.latent_shape(*size, pyramid_stages=levels)
+        try:
+            shape = self.latent_shape(*size, pyramid_stages=levels)
+        except ValueError as err:
+            if not own_schedule:
+                raise
+            # A size the default pyramid cannot halve: flow when the model takes the size at all (else
+            # flow's error, which names the valid sizes).
+            shape = self.latent_shape(*size)
+            log.warning(
+                "vidcore: %s; sampling with schedule 'flow' (the model's default is %r)", err, opts.schedule
+            )
+            opts = opts.replace(schedule="flow")
         self.check_memory(size, shape, opts)  # before any encoding or sampling
         prep = self.prepare_latents(
             (1, *shape), opts.seed, image=image, last_image=last_image, latents=latents
