@@ -1,8 +1,9 @@
 """3D U-Net vs Spacetime DiT (issue 14's controlled comparison, the cost half): for each model folder, the
 denoiser's parameters against the lecture's closed forms (12·C² per transformer block; 27·Cin·Cout per full
 3x3x3 conv layer, 9·Cin·Cout + 3·Cout² factorized), FLOPs per forward and seconds per video (sampling with
-the model's own steps + CFG, decode included) at 17 and 33 frames, measured in one run. Ratios are against
-the first model at 17 frames; the accuracy half is ``vidcore eval shapes --model FOLDER [--frames 33]``.
+the model's own steps + CFG on the flow schedule, decode included) at 17 and 33 frames, measured in one run.
+Ratios are against the first model at 17 frames; the accuracy half is ``vidcore eval shapes --model FOLDER
+--schedule flow [--frames 33]``.
 
 Run: python benchmarks/bench_denoisers.py --models runs/cmp/dit_model runs/cmp/unet_model [--threads 1]
 """
@@ -77,7 +78,8 @@ def main() -> None:
         ["model", "denoiser", "params", "core measured", "closed form", "full 3x3x3 form", "counted"], rows
     )
 
-    opts = {m: p.default_options() for m, p in pipes.items()}
+    # Both on the flow schedule (tiny's default is pyramidal; the comparison is of the denoisers).
+    opts = {m: p.default_options().replace(schedule="flow") for m, p in pipes.items()}
     rows, ref_s, ref_f = [], None, None
     for frames in args.frames:
         for name, pipe in pipes.items():
@@ -88,7 +90,8 @@ def main() -> None:
             x = torch.randn(1, *shape)
             flops = forward_flops(model, x, torch.full((1,), 0.5), **cond.model_kwargs())
             sec = median_time(
-                lambda p=pipe, f=frames: p.generate(prompt, num_frames=f, seed=0), repeats=args.repeats
+                lambda p=pipe, f=frames, o=o: p.generate(prompt, num_frames=f, options=o),
+                repeats=args.repeats,
             )
             ref_s = sec if ref_s is None else ref_s
             ref_f = flops if ref_f is None else ref_f
@@ -96,7 +99,9 @@ def main() -> None:
                 [name, frames, "x".join(map(str, shape[1:])), flops / 1e9, flops / ref_f, sec, sec / ref_s]
             )
     own = ", ".join(f"{m}: {o.steps} steps, CFG {o.guidance:g}" for m, o in opts.items())
-    print(f"\n{args.threads} thread(s), median of {args.repeats}, own defaults ({own}), decode included")
+    print(
+        f"\n{args.threads} thread(s), median of {args.repeats}, own defaults on flow ({own}), decode included"
+    )
     print_table(["model", "frames", "latent T'xH'xW'", "GFLOP/forward", "x ref", "s/video", "x ref"], rows)
 
 

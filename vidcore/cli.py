@@ -123,7 +123,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         "--schedule",
         choices=tuple(SCHEDULES),
         default=None,
-        help="; ".join(f"{name}: {what}" for name, what in SCHEDULES.items()),
+        help="; ".join(f"{name}: {what}" for name, what in SCHEDULES.items())
+        + " (default: the model's own; flow for video-to-video and what its own cannot take)",
     )
     p.add_argument("--shift", type=float, default=None, help="timestep shift of the flow schedule")
     p.add_argument(
