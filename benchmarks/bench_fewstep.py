@@ -58,7 +58,8 @@ def main() -> None:
         f"{args.threads} thread(s), median of {args.repeats} (decode included)"
     )
     print_table(
-        ["sampling", "network evals", "median s", "speed-up vs the first row"], [[*r, ref / r[2]] for r in rows]
+        ["sampling", "network evals", "median s", "speed-up vs the first row"],
+        [[*r, ref / r[2]] for r in rows],
     )
 
 

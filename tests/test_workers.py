@@ -28,7 +28,7 @@ def job():
     import vidcore
 
     pipe = vidcore.load_pipeline("tiny", "cpu")
-    opts = pipe.default_options().replace(steps=3, guidance=3.0, seed=1, sampler="euler")
+    opts = pipe.default_options().replace(steps=3, guidance=3.0, seed=1, sampler="euler", schedule="flow")
     cond, uncond = pipe.encode_prompts("a red circle moving right", "")
     shape = (1, *pipe.latent_shape(9, 40, 24))
     prep = pipe.prepare_latents(shape, 1)
