@@ -8,6 +8,7 @@ from . import _host
 from ._convert import from_conditioning, latent_samples, make_latent, pad_pair
 
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
+DEFAULT = "default"  # combo entry: the model's own setting
 
 
 def _samplers() -> list[str]:
@@ -20,6 +21,16 @@ def _pyramidal_samplers() -> list[str]:
     from vidcore.sampling import PYRAMIDAL_SAMPLERS
 
     return list(PYRAMIDAL_SAMPLERS)
+
+
+def _pyramidal_sampler(widget: str | None, own: str) -> str:
+    """The Pyramidal Sampler's stage solver: unset (workflows saved before the input) euler, "default" the
+    model's own when the stages take it, else euler."""
+    if widget is None:
+        return "euler"
+    if widget == DEFAULT:
+        return own if own in _pyramidal_samplers() else "euler"
+    return widget
 
 
 def _schedules() -> list[str]:
@@ -211,15 +222,24 @@ class VidCoreSampler:
                 "steps": ("INT", {"default": 20, "min": 1, "max": 1000, "tooltip": "Sampling steps."}),
                 "guidance": _guidance_input(),
                 "schedule": (
-                    _schedules(),
+                    [DEFAULT, *_schedules()],
                     {
-                        "default": "flow",
-                        "tooltip": "flow = plain flow matching; "
-                        "pyramidal = pyramidal flow with the model's default stage count.",
+                        "default": DEFAULT,
+                        "tooltip": "default = the model's own where it can run this request (the "
+                        "built-in tiny: pyramidal; flow for denoise < 1, sigmas, a flow-only sampler, fewer "
+                        "steps than its stages or a size its pyramid cannot halve); flow = plain flow "
+                        "matching; pyramidal = pyramidal flow with the model's default stage count.",
                     },
                 ),
                 "shift": _shift_input(),
-                "sampler": (_samplers(), {"default": "euler", "tooltip": "ODE/SDE solver."}),
+                "sampler": (
+                    [DEFAULT, *_samplers()],
+                    {
+                        "default": DEFAULT,
+                        "tooltip": "ODE/SDE solver; default = the model's own (tiny: euler_ancestral, "
+                        "tiny-turbo: renoise, LTX-Video: euler, Wan: unipc).",
+                    },
+                ),
                 "denoise": (
                     "FLOAT",
                     {
@@ -282,13 +302,24 @@ class VidCoreSampler:
 
         # The model's own stages for schedule="pyramidal" (the Pyramidal Sampler sets them explicitly).
         own = model.default_options()
+        if schedule == DEFAULT and own.schedule == "flow":
+            schedule = "flow"
+        elif schedule == DEFAULT:  # e.g. tiny's pyramid, where it can run this request
+            shape = tuple(latent_samples(latent_image, "latent_image").shape)
+            schedule = model.default_schedule(
+                steps=steps,
+                sampler=None if sampler == DEFAULT else sampler,
+                sigmas=_sigma_list(sigmas, None),
+                video_to_video=denoise < 1.0,
+                size=(model.config.num_frames, *model.pixel_size(shape)),
+            )
         options = SamplingOptions(
             steps=steps,
             guidance=guidance,
             guidance_rescale=guidance_rescale,
             shift=shift,
             schedule=schedule,
-            sampler=sampler,
+            sampler=own.sampler if sampler == DEFAULT else sampler,
             pyramid_stages=own.pyramid_stages,
             pyramid_stage_range=own.pyramid_stage_range,
             denoise=denoise,
@@ -329,11 +360,12 @@ class VidCorePyramidalSampler:
             # Appended (optional, so saved workflows without it still validate and keep Euler).
             "optional": {
                 "sampler": (
-                    _pyramidal_samplers(),
+                    [DEFAULT, *_pyramidal_samplers()],
                     {
-                        "default": "euler",
+                        "default": DEFAULT,
                         "tooltip": "Solver within each stage: euler (the ODE) or euler_ancestral (fresh "
-                        "noise each step, drawn from the seed).",
+                        "noise each step, drawn from the seed); default = the model's own when it is one of "
+                        "those (tiny: euler_ancestral), else euler.",
                     },
                 ),
                 "stage_range": (
@@ -379,7 +411,7 @@ class VidCorePyramidalSampler:
             guidance_rescale=guidance_rescale,
             shift=shift,
             schedule="pyramidal",
-            sampler="euler" if sampler is None else sampler,
+            sampler=_pyramidal_sampler(sampler, own.sampler),
             pyramid_stages=stages,
             pyramid_stage_range=rng,
             seed=seed,

@@ -88,7 +88,7 @@ def test_tiny_default_schedule_is_pyramidal_where_it_applies(pipe, caplog):
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="vidcore"):
         two = pipe.generate(prompt, steps=2, seed=1)  # fewer steps than the 3 stages
-    assert "steps=2 (fewer than its 3 pyramid stages)" in caplog.text
+    assert "steps=2 is fewer than its 3 pyramid stages: sampling with schedule 'flow'" in caplog.text
     assert torch.equal(two, pipe.generate(prompt, steps=2, seed=1, schedule="flow"))
     with pytest.raises(ValueError, match="height=48 must be a multiple of 32 .*3 pyramid stages"):
         pipe.generate(prompt, height=48, schedule="pyramidal", **kw)

@@ -2,8 +2,10 @@
 
 import inspect
 import json
+import logging
 import math
 import os
+import shutil
 import sys
 
 import pytest
@@ -242,6 +244,66 @@ def test_bf16_sampler_node_keeps_a_float32_state_and_equals_the_library(folders,
     full = node("VidCoreLoadModel").load("tiny", "fp32")[0]
     out32 = _sample(full, encode(te, "a red circle"), encode(te, ""), lat)
     assert float((out - out32).abs().max()) < 0.1 * float(out32.abs().max())
+
+
+def _pyramidal_default_model(root):
+    """A copy of the test model whose defaults are of the built-in tiny's kind: the pyramidal schedule (2
+    stages here) with the ancestral sampler."""
+    src, dst = root / "vidcore" / "tiny", root / "vidcore" / "tiny_pyramidal"
+    if not dst.exists():
+        shutil.copytree(src, dst)
+        cfg = json.loads((dst / "pipeline.json").read_text())
+        cfg.update(name=dst.name, schedule="pyramidal", sampler="euler_ancestral", pyramid_stages=2)
+        cfg.update(pyramid_stage_range=None)
+        (dst / "pipeline.json").write_text(json.dumps(cfg))
+    return node("VidCoreLoadModel").load(dst.name, "auto")
+
+
+def test_sampler_default_entries_take_the_models_own_settings(folders, loaded, caplog):
+    for name in ("VidCoreSampler", "VidCorePyramidalSampler"):
+        spec = NODE_CLASS_MAPPINGS[name].INPUT_TYPES()
+        inputs = {**spec["required"], **spec.get("optional", {})}
+        for widget in ("schedule", "sampler") if name == "VidCoreSampler" else ("sampler",):
+            choices, opts = inputs[widget]
+            assert choices[0] == "default" and opts["default"] == "default", (name, widget)
+    # A flow model: "default" is its own sampler.
+    model, vae, te = loaded
+    pos, neg = encode(te, "a red circle"), encode(te, "")
+    (lat,) = node("VidCoreEmptyVideoLatent").generate(model, vae, 16, 16, 5, 1)
+    own = model.default_options().sampler
+    assert torch.equal(
+        _sample(model, pos, neg, lat, schedule="default", sampler="default"),
+        _sample(model, pos, neg, lat, schedule="flow", sampler=own),
+    )
+    # A pyramidal-default model: its schedule and sampler where the pyramid can run the request ...
+    model, vae, te = _pyramidal_default_model(folders["root"])
+    pos, neg = encode(te, "a red circle"), encode(te, "")
+    out = _sample(model, pos, neg, lat, schedule="default", sampler="default")
+    assert torch.equal(out, _sample(model, pos, neg, lat, schedule="pyramidal", sampler="euler_ancestral"))
+    assert not torch.equal(out, _sample(model, pos, neg, lat, schedule="flow", sampler="euler_ancestral"))
+    # ... flow for video-to-video, a flow-only solver and a size the pyramid cannot halve (with a warning).
+    v2v = dict(denoise=0.5, sampler="default", seed=4)
+    assert torch.equal(
+        _sample(model, pos, neg, {"samples": out}, schedule="default", **v2v),
+        _sample(model, pos, neg, {"samples": out}, schedule="flow", **v2v),
+    )
+    heun = dict(sampler="heun", steps=2)
+    assert torch.equal(
+        _sample(model, pos, neg, lat, schedule="default", **heun),
+        _sample(model, pos, neg, lat, schedule="flow", **heun),
+    )
+    (odd,) = node("VidCoreEmptyVideoLatent").generate(model, vae, 12, 16, 5, 1)  # 3 latent columns
+    with caplog.at_level(logging.WARNING, logger="vidcore"):
+        got = _sample(model, pos, neg, odd, schedule="default", sampler="default")
+    assert "width=12" in caplog.text and "sampling with schedule 'flow'" in caplog.text
+    assert torch.equal(got, _sample(model, pos, neg, odd, schedule="flow", sampler="euler_ancestral"))
+    # The Pyramidal Sampler's "default" stage solver is the model's own.
+    pyr = node("VidCorePyramidalSampler")
+    args = (model, pos, neg, lat, 5, 2, 2, 3.0, 1.0, 0.0)
+    assert torch.equal(
+        pyr.sample(*args, sampler="default")[0]["samples"],
+        pyr.sample(*args, sampler="euler_ancestral")[0]["samples"],
+    )
 
 
 def test_pyramidal_sampler_equals_the_library(loaded):

@@ -61,7 +61,7 @@ def _flow_instead(
     base: SamplingOptions, steps: int | None, sigmas: Any, sampler: str | None, video_to_video: bool
 ) -> tuple[int, str] | None:
     """(log level, what) when a request is one a default schedule other than flow cannot sample, else None:
-    info where the request names something only flow does, a warning where it only differs in size."""
+    info where the request names something only flow does, a warning where it only differs in steps."""
     if video_to_video:
         return logging.INFO, "video-to-video"
     if sigmas is not None:
@@ -69,7 +69,7 @@ def _flow_instead(
     if sampler is not None and base.schedule == "pyramidal" and sampler not in PYRAMIDAL_SAMPLERS:
         return logging.INFO, f"sampler={sampler!r}"
     if steps is not None and base.schedule == "pyramidal" and steps < base.pyramid_stages:
-        return logging.WARNING, f"steps={steps} (fewer than its {base.pyramid_stages} pyramid stages)"
+        return logging.WARNING, f"steps={steps} is fewer than its {base.pyramid_stages} pyramid stages"
     return None
 
 
@@ -151,6 +151,44 @@ class Pipeline(ABC):
         """A step-distilled model's own noise levels for ``steps`` steps (config ``step_sigmas``) or None."""
         lists = [s for s in getattr(self.config, "step_sigmas", ()) if len(s) - 1 == steps]
         return tuple(lists[0]) if lists else None
+
+    def default_schedule(
+        self,
+        *,
+        steps: int | None = None,
+        sampler: str | None = None,
+        sigmas: Any = None,
+        video_to_video: bool = False,
+        size: tuple[int, int, int] | None = None,
+    ) -> str:
+        """The schedule the model's defaults sample a request with: its own (``default_options().schedule``;
+        the built-in tiny's is pyramidal) where that can run it, else flow, saying why in the log (info for
+        video-to-video, an explicit noise-level list or a flow-only ``sampler``; a warning for fewer
+        ``steps`` than pyramid stages or a ``size`` (frames, height, width) the pyramid cannot halve).
+        ``generate`` uses it when neither ``schedule`` nor ``options`` is given, the Sampler node for
+        ``schedule="default"``."""
+        own = self.default_options()
+        if own.schedule == "flow":
+            return "flow"
+        why = _flow_instead(own, steps, sigmas, sampler, video_to_video)
+        if why is None and size is not None and own.schedule == "pyramidal":
+            try:
+                self.latent_shape(*size, pyramid_stages=own.pyramid_stages)
+            except ValueError as err:
+                try:
+                    self.latent_shape(*size)
+                except ValueError:
+                    return "flow"  # no schedule takes this size: flow's refusal names the valid ones
+                why = logging.WARNING, str(err)
+        if why is None:
+            return own.schedule
+        log.log(
+            why[0],
+            "vidcore: %s: sampling with schedule 'flow' (the model's default is %r)",
+            why[1],
+            own.schedule,
+        )
+        return "flow"
 
     def latent_shape(
         self, num_frames: int, height: int, width: int, *, pyramid_stages: int = 1, vae: Any = None
@@ -551,9 +589,8 @@ class Pipeline(ABC):
         ``height`` / ``width`` then take the image's size. ``latents`` replaces the seeded initial noise.
         The empty prompt is allowed (unconditional generation). Same seed, same machine -> same frames.
         ``guidance`` given alone replaces a default that steps the scale down at low noise (``guidance_2``
-        below ``guidance_boundary``) with that one scale throughout. A default schedule other than flow
-        (neither ``schedule`` nor ``options`` given) gives way to flow for video-to-video, an explicit
-        ``sigmas`` list and a size it cannot take (that one with a warning).
+        below ``guidance_boundary``) with that one scale throughout. Without ``schedule`` and ``options`` the
+        schedule is :meth:`default_schedule`'s (the model's own where it can run the request, else flow).
         """
         if negative_prompt is None:
             # The model's own default negative prompt (Wan has one), else the empty prompt.
@@ -566,20 +603,26 @@ class Pipeline(ABC):
         base = self.default_options() if options is None else options
         if not isinstance(base, SamplingOptions):
             raise TypeError(f"options must be SamplingOptions, got {type(base).__name__}")
-        # A model whose default schedule is not flow (the built-in tiny's is pyramidal) samples what that
-        # schedule cannot do with flow (_flow_instead; sizes the pyramid cannot halve below). A schedule
-        # asked for by name, or in options, is kept and refused by name instead.
-        own_schedule = options is None and schedule is None and base.schedule != "flow"
-        v2v = init_frames is not None or (denoise is not None and denoise < 1)
-        why = _flow_instead(base, steps, sigmas, sampler, v2v) if own_schedule else None
-        if why is not None:
-            log.log(
-                why[0],
-                "vidcore: %s samples with schedule 'flow' (the model's default is %r)",
-                why[1],
-                base.schedule,
+        if image is not None and isinstance(image, Tensor) and image.ndim in (3, 4):
+            # The image's size is the video's unless given (checked against the latent grid below).
+            height = image.shape[-3] if height is None else height
+            width = image.shape[-2] if width is None else width
+        cfg = self.config
+        size = (
+            cfg.num_frames if num_frames is None else num_frames,
+            cfg.height if height is None else height,
+            cfg.width if width is None else width,
+        )
+        if options is None and schedule is None and base.schedule != "flow":
+            # The model's own schedule where it can run (the built-in tiny's pyramid), else flow; a schedule
+            # asked for by name, or in options, is kept and refused by name instead.
+            schedule = self.default_schedule(
+                steps=steps,
+                sampler=sampler,
+                sigmas=sigmas,
+                video_to_video=init_frames is not None or (denoise is not None and denoise < 1),
+                size=size,
             )
-            base, own_schedule = base.replace(schedule="flow"), False
         if sigmas is not None and steps is None:
             steps = len(sigmas) - 1
         if steps is not None and sigmas is None and (base.sigmas is None or steps != len(base.sigmas) - 1):
@@ -620,29 +663,8 @@ class Pipeline(ABC):
             image=image is not None,
             last_image=last_image is not None,
         )
-        cfg = self.config
-        if image is not None and isinstance(image, Tensor) and image.ndim in (3, 4):
-            # The image's size is the video's unless given (checked against the latent grid below).
-            height = image.shape[-3] if height is None else height
-            width = image.shape[-2] if width is None else width
         levels = opts.pyramid_stages if opts.schedule == "pyramidal" else 1
-        size = (
-            cfg.num_frames if num_frames is None else num_frames,
-            cfg.height if height is None else height,
-            cfg.width if width is None else width,
-        )
-        try:
-            shape = self.latent_shape(*size, pyramid_stages=levels)
-        except ValueError as err:
-            if not own_schedule:
-                raise
-            # A size the default pyramid cannot halve: flow when the model takes the size at all (else
-            # flow's error, which names the valid sizes).
-            shape = self.latent_shape(*size)
-            log.warning(
-                "vidcore: %s; sampling with schedule 'flow' (the model's default is %r)", err, opts.schedule
-            )
-            opts = opts.replace(schedule="flow")
+        shape = self.latent_shape(*size, pyramid_stages=levels)
         self.check_memory(size, shape, opts)  # before any encoding or sampling
         prep = self.prepare_latents(
             (1, *shape), opts.seed, image=image, last_image=last_image, latents=latents
