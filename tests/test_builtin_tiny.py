@@ -67,9 +67,10 @@ def test_tiny_follows_colour_and_motion_in_prompts(pipe):
     assert shapes >= 4, [r.shape for r in results]
 
 
-def test_tiny_default_schedule_is_pyramidal_where_it_applies(pipe, caplog):
+def test_tiny_default_schedule_is_pyramidal_where_it_applies(caplog):
     # tiny's pipeline.json samples text-to-video with the pyramid (chosen on training-style captions, model
     # card "Default schedule"); what the pyramid cannot do falls to flow, a schedule given by name is kept.
+    pipe = load_pipeline("tiny")  # its own: the notes of why flow ran come once per pipeline and reason
     prompt, kw = "a red circle moving right", dict(steps=3, seed=1)
     assert pipe.default_options().schedule == "pyramidal"
     frames = pipe.generate(prompt, **kw)
@@ -89,6 +90,10 @@ def test_tiny_default_schedule_is_pyramidal_where_it_applies(pipe, caplog):
     with caplog.at_level(logging.WARNING, logger="vidcore"):
         two = pipe.generate(prompt, steps=2, seed=1)  # fewer steps than the 3 stages
     assert "steps=2 is fewer than its 3 pyramid stages: sampling with schedule 'flow'" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vidcore"):
+        pipe.generate(prompt, steps=2, seed=2)
+    assert caplog.text == ""  # once per pipeline and reason
     assert torch.equal(two, pipe.generate(prompt, steps=2, seed=1, schedule="flow"))
     with pytest.raises(ValueError, match="height=48 must be a multiple of 32 .*3 pyramid stages"):
         pipe.generate(prompt, height=48, schedule="pyramidal", **kw)

@@ -403,6 +403,10 @@ def test_eval_shapes_with_another_sampler_records_it(capsys):
     assert main([*args, "--sampler", "heun"]) == 0
     heun = json.loads(capsys.readouterr().out)
     assert (own["sampler"], heun["sampler"]) == (vidcore.load_pipeline("tiny").config.sampler, "heun")
+    # The schedule that ran: tiny's pyramid cannot split 2 steps over its 3 stages, so flow (as generate does).
+    assert own["schedule"] == heun["schedule"] == "flow"
+    assert main([*args[:-1], "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["schedule"] == "pyramidal"
     assert own["videos"][0]["fill"] != heun["videos"][0]["fill"]  # the video was sampled differently
     with pytest.raises(SystemExit):
         main([*args, "--sampler", "dpm"])

@@ -79,7 +79,14 @@ def evaluate_model(
         # A scale given alone holds at every step; the model's own may step down below a noise level.
         "guidance_2": getattr(cfg, "guidance_2", None) if guidance is None else None,
         "guidance_boundary": getattr(cfg, "guidance_boundary", None) if guidance is None else None,
-        "schedule": cfg.schedule if schedule is None else schedule,
+        # The schedule that ran: the model's own where it can run these settings (generate's rule).
+        "schedule": schedule
+        if schedule is not None
+        else pipe.default_schedule(
+            steps=steps,
+            sampler=sampler,
+            size=(cfg.num_frames if num_frames is None else num_frames, cfg.height, cfg.width),
+        ),
         "sampler": cfg.sampler if sampler is None else sampler,
         "threads": torch.get_num_threads(),
         "seconds_per_video_mean": sum(times) / len(times),

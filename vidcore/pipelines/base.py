@@ -164,7 +164,8 @@ class Pipeline(ABC):
         """The schedule the model's defaults sample a request with: its own (``default_options().schedule``;
         the built-in tiny's is pyramidal) where that can run it, else flow, saying why in the log (info for
         video-to-video, an explicit noise-level list or a flow-only ``sampler``; a warning for fewer
-        ``steps`` than pyramid stages or a ``size`` (frames, height, width) the pyramid cannot halve).
+        ``steps`` than pyramid stages or a ``size`` (frames, height, width) the pyramid cannot halve; once per
+        pipeline and reason, so an evaluation loop is not flooded).
         ``generate`` uses it when neither ``schedule`` nor ``options`` is given, the Sampler node for
         ``schedule="default"``."""
         own = self.default_options()
@@ -182,12 +183,15 @@ class Pipeline(ABC):
                 why = logging.WARNING, str(err)
         if why is None:
             return own.schedule
-        log.log(
-            why[0],
-            "vidcore: %s: sampling with schedule 'flow' (the model's default is %r)",
-            why[1],
-            own.schedule,
-        )
+        noted = self.__dict__.setdefault("_schedule_notes", set())  # once per pipeline and reason
+        if why[1] not in noted:
+            noted.add(why[1])
+            log.log(
+                why[0],
+                "vidcore: %s: sampling with schedule 'flow' (the model's default is %r)",
+                why[1],
+                own.schedule,
+            )
         return "flow"
 
     def latent_shape(
