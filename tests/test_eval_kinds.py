@@ -403,7 +403,7 @@ def test_eval_shapes_with_another_sampler_records_it(capsys):
     assert main([*args, "--sampler", "heun"]) == 0
     heun = json.loads(capsys.readouterr().out)
     assert (own["sampler"], heun["sampler"]) == (vidcore.load_pipeline("tiny").config.sampler, "heun")
-    # The schedule that ran: tiny's pyramid cannot split 2 steps over its 3 stages, so flow (as generate does).
+    # The schedule that ran: tiny's pyramid cannot split 2 steps over its 3 stages: flow (as generate does).
     assert own["schedule"] == heun["schedule"] == "flow"
     assert main([*args[:-1], "3"]) == 0
     assert json.loads(capsys.readouterr().out)["schedule"] == "pyramidal"
