@@ -302,15 +302,14 @@ class VidCoreSampler:
 
         # The model's own stages for schedule="pyramidal" (the Pyramidal Sampler sets them explicitly).
         own = model.default_options()
-        if schedule == DEFAULT and own.schedule == "flow":
-            schedule = "flow"
-        elif schedule == DEFAULT:  # e.g. tiny's pyramid, where it can run this request
+        if schedule == DEFAULT:  # the model's own where it can run this request (tiny: its pyramid)
             shape = tuple(latent_samples(latent_image, "latent_image").shape)
             schedule = model.default_schedule(
                 steps=steps,
                 sampler=None if sampler == DEFAULT else sampler,
                 sigmas=_sigma_list(sigmas, None),
                 video_to_video=denoise < 1.0,
+                # The pyramid constrains height and width only; the frame count is the model's own.
                 size=(model.config.num_frames, *model.pixel_size(shape)),
             )
         options = SamplingOptions(

@@ -617,7 +617,7 @@ class Pipeline(ABC):
             cfg.height if height is None else height,
             cfg.width if width is None else width,
         )
-        if options is None and schedule is None and base.schedule != "flow":
+        if options is None and schedule is None:
             # The model's own schedule where it can run (the built-in tiny's pyramid), else flow; a schedule
             # asked for by name, or in options, is kept and refused by name instead.
             schedule = self.default_schedule(
